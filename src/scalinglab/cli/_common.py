@@ -1,0 +1,92 @@
+"""What every command shares: error handling (exit 2, one message), JSON or rich output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from scalinglab.errors import ScalingLabError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: exit status for a user mistake (bad input, bad option)
+USAGE_ERROR = 2
+
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a :class:`ScalingLabError` into one line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ScalingLabError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+            sys.exit(USAGE_ERROR)
+        except FileNotFoundError as err:
+            err_console.print(f"[bold red]error:[/] no such file: {err.filename}", highlight=False)
+            sys.exit(USAGE_ERROR)
+
+    return wrapper
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and non-finite floats into plain JSON values."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON on stdout (the ``--json`` output of every command)."""
+    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2) + "\n")
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """Format a number compactly for tables (scientific outside 1e-3..1e5)."""
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        if not math.isfinite(v):
+            return str(v)
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.{digits - 1}e}"
+        return f"{v:.{digits}g}"
+    return str(value)
+
+
+def print_table(
+    rows: Sequence[Mapping[str, Any]], title: str | None = None, columns: Sequence[str] | None = None
+) -> None:
+    """Print a list of records as a rich table."""
+    if not rows:
+        console.print(f"{title or ''} (no rows)")
+        return
+    cols = list(columns) if columns is not None else list(rows[0].keys())
+    table = Table(title=title)
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(fmt(r.get(c, "")) for c in cols))
+    console.print(table)

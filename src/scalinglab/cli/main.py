@@ -1,0 +1,21 @@
+"""The ``scalinglab`` command: thin wrappers that parse, call the library and print."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="scalinglab",
+    help="Forecast what a language-model training run will achieve, from small runs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Sub-command modules register themselves on import; one line each.
+from scalinglab.cli import compute as _compute  # noqa: E402,F401
+
+
+def main() -> None:
+    """Entry point of the ``scalinglab`` console script."""
+    app()

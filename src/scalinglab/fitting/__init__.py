@@ -1,1 +1,7 @@
-"""fitting package."""
+"""The fitting engine: robust objective, batched multi-start optimisation, the ``Fit``."""
+
+from scalinglab.fitting.engine import fit, fit_law
+from scalinglab.fitting.objective import RobustLoss
+from scalinglab.fitting.result import Fit
+
+__all__ = ["Fit", "RobustLoss", "fit", "fit_law"]

@@ -3,3 +3,6 @@
 from scalinglab.laws.base import Law, Parameter, available_laws, get_law, register
 
 __all__ = ["Law", "Parameter", "available_laws", "get_law", "register"]
+
+# Importing a law module registers its laws.
+from scalinglab.laws import compute as _compute  # noqa: E402,F401

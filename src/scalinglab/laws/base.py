@@ -13,7 +13,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, overload, Literal
+from typing import Any, ClassVar, Literal, overload
 
 import numpy as np
 import pandas as pd

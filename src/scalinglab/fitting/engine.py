@@ -1,0 +1,444 @@
+"""The fitting engine: one robust, batched, multi-start fitter for every law."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from scipy.optimize import minimize
+
+from scalinglab.errors import FitError, InputError
+from scalinglab.fitting.objective import LossName, RobustLoss
+from scalinglab.fitting.optimize import batched_lbfgs
+from scalinglab.fitting.parameters import ParameterMap
+from scalinglab.fitting.result import Fit
+from scalinglab.laws.base import FloatArray, Law, get_law
+
+#: relative objective gap within which two distinct solutions count as tied
+TIE_RTOL = 1e-3
+#: relative parameter difference above which two solutions are distinct
+DISTINCT_RTOL = 1e-2
+#: how many of the best distinct starts are polished by scipy's L-BFGS-B
+N_POLISH = 3
+#: racing schedule for large grids: keep the best 5% of starts after 2 iterations, then the
+#: best quarter of those after 10 (on the Chinchilla data every start that survives reaches
+#: the same optimum as running all 3,125 starts to convergence, at a sixth of the cost)
+DEFAULT_RACE = ((2, 0.05), (10, 0.25))
+#: grids smaller than this are run in full
+RACE_MIN_STARTS = 200
+
+
+class _Objective:
+    """Σ_i w_i ρ(log f(x_i; θ) − log y_i), batched over rows, with its gradient in z."""
+
+    def __init__(
+        self,
+        law: Law,
+        pmap: ParameterMap,
+        x: Mapping[str, FloatArray],
+        log_y: FloatArray,
+        weights: FloatArray,
+        loss: RobustLoss,
+    ) -> None:
+        self.law, self.pmap, self.x, self.log_y, self.loss = law, pmap, x, log_y, loss
+        self.weights = weights  # (n,) shared, or (rows, n) one per row (bootstrap)
+
+    def __call__(self, z: FloatArray, rows: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
+        theta = self.pmap.theta(z)
+        with np.errstate(all="ignore"):
+            log_f, dlog_f = self.law.log_predict(theta, self.x, grad=True)
+            rho, slope = self.loss.value_and_slope(log_f - self.log_y[None, :])
+            w = self.weights if self.weights.ndim == 1 else self.weights[rows]
+            value = np.sum(w * rho, axis=1)
+            g_theta = np.einsum("kn,knp->kp", w * slope, dlog_f)
+            g_z = self.pmap.grad_z(theta, g_theta)
+        bad = ~np.isfinite(value) | ~np.all(np.isfinite(g_z), axis=1)
+        value[bad] = np.inf
+        g_z[bad] = 0.0
+        return value, g_z
+
+
+def fit_law(
+    law: Law,
+    x: Mapping[str, Any],
+    y: Any,
+    *,
+    groups: Any = None,
+    weights: Any = None,
+    fixed: Mapping[str, float] | None = None,
+    tie: Mapping[str, str] | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    grid: FloatArray | Mapping[str, Sequence[float]] | None = None,
+    loss: LossName = "huber",
+    delta: float = 1e-3,
+    overestimate_penalty: float = 1.0,
+    cap_irreducible: bool = False,
+    bootstrap: int = 0,
+    seed: int = 0,
+    max_iter: int = 400,
+    racing: bool = True,
+) -> Fit:
+    """Fit a law to observed losses.
+
+    Parameters
+    ----------
+    law
+        The functional form.
+    x
+        Feature arrays of shape ``(n,)`` named as ``law.inputs``.
+    y
+        Observed loss (nats), shape ``(n,)``, positive.
+    groups
+        Run identifier per point; the bootstrap resamples whole groups (checkpoints of one
+        run are correlated). ``None``: every point is its own group.
+    weights
+        Non-negative weight per point in the objective (``None``: all 1).
+    fixed
+        Parameters held at given values (borrowed from another fit).
+    tie
+        Parameters set equal to another, e.g. ``{"beta": "alpha"}``.
+    bounds
+        ``name → (lower, upper)`` overriding the law's bounds.
+    grid
+        Starting points: an array ``(m, p)`` of full parameter vectors, or ``name → values``
+        (their product; unnamed parameters keep the law's grid). Default: the law's grid.
+    loss, delta
+        ``"huber"`` with threshold ``delta`` on log residuals, or ``"squares"``.
+    overestimate_penalty
+        Multiplier on the loss of points the law over-predicts.
+    cap_irreducible
+        Bound the law's irreducible loss above by the lowest observed loss.
+    bootstrap
+        Number of run-resampled refits for confidence intervals (0: none).
+    seed
+        Seed of the bootstrap resampling; the fit is otherwise deterministic.
+    max_iter
+        Iteration cap of the batched optimiser.
+    racing
+        For grids of 200 starts or more, advance only the most promising starts after a few
+        iterations (successive halving); ``False`` runs every start to convergence.
+
+    Returns
+    -------
+    Fit
+        Best parameters, diagnostics, and bootstrap replicates when requested.
+    """
+    robust = RobustLoss(loss, delta, overestimate_penalty)
+    feats, y_arr = _check_arrays(law, x, y)
+    n = y_arr.size
+    w = _check_weights(weights, n)
+    group_codes = _group_codes(groups, n)
+    bounds = dict(bounds or {})
+    if cap_irreducible:
+        if law.irreducible is None:
+            raise FitError(f"cap_irreducible: law '{law.name}' has no irreducible-loss parameter")
+        lo = bounds.get(law.irreducible, (0.0, math.inf))[0]
+        bounds[law.irreducible] = (lo, float(np.min(y_arr)))
+    pmap = ParameterMap.build(law, fixed=fixed, tie=tie, bounds=bounds)
+    _check_identifiable(law, feats, pmap, n)
+
+    objective = _Objective(law, pmap, feats, np.log(y_arr), w, robust)
+    z0 = _starts(law, pmap, grid)
+    race = DEFAULT_RACE if racing and z0.shape[0] >= RACE_MIN_STARTS else ()
+    result = batched_lbfgs(objective, z0, pmap.lower, pmap.upper, max_iter=max_iter, race=race)
+    finite = np.isfinite(result.objective)
+    if not finite.any():
+        raise FitError(f"law '{law.name}': no start gave a finite objective")
+
+    # Polish the best few distinct solutions with scipy's L-BFGS-B to tight tolerances.
+    order = np.argsort(result.objective, kind="stable")
+    candidates = _distinct(result.z[order[finite[order]]], pmap, N_POLISH)
+    best_z, best_f, best_converged = None, math.inf, False
+    for z_start in candidates:
+        z_p, f_p, ok = _polish(objective, z_start, pmap)
+        if f_p < best_f:
+            best_z, best_f, best_converged = z_p, f_p, ok
+    assert best_z is not None
+    theta_best = pmap.theta(best_z[None, :])[0]
+
+    warnings: list[str] = []
+    if not best_converged:
+        warnings.append("the optimiser did not converge at the best start; treat with care")
+    warnings.extend(_at_bound_warnings(best_z, pmap))
+    ties = _near_ties(
+        result.z, result.objective, (result.merged_into >= 0) | result.dropped, best_z, best_f, pmap
+    )
+    if ties:
+        warnings.append(
+            f"{len(ties)} distinct solution(s) fit within {TIE_RTOL:.0e} of the best objective: "
+            "the data may not identify every parameter (consider fixing or tying some)"
+        )
+    n_conv = int(np.sum(result.converged | (result.merged_into >= 0)))
+    n_dropped = int(np.sum(result.dropped))
+
+    boot = None
+    if bootstrap:
+        boot, n_failed = _bootstrap(
+            objective, pmap, best_z, group_codes, w, bootstrap, seed, max_iter
+        )
+        if n_failed:
+            warnings.append(f"{n_failed} of {bootstrap} bootstrap refits did not converge")
+
+    options: dict[str, Any] = {
+        "loss": loss,
+        "delta": delta,
+        "overestimate_penalty": overestimate_penalty,
+        "cap_irreducible": cap_irreducible,
+        "fixed": dict(fixed or {}),
+        "tie": dict(tie or {}),
+        "bounds": {k: list(v) for k, v in bounds.items()},
+        "bootstrap": bootstrap,
+        "seed": seed,
+        "racing": racing,
+    }
+    return Fit(
+        law=law,
+        params={name: float(v) for name, v in zip(pmap.names, theta_best, strict=True)},
+        objective=float(best_f),
+        converged=bool(best_converged),
+        n_points=n,
+        n_groups=int(group_codes.max() + 1),
+        n_starts=int(z0.shape[0]),
+        n_starts_converged=n_conv,
+        n_starts_dropped=n_dropped,
+        near_ties=ties,
+        bootstrap_params=boot,
+        warnings=warnings,
+        options=options,
+    )
+
+
+def fit(observations: pd.DataFrame, law: str | Law = "chinchilla", **options: Any) -> Fit:
+    """Fit a law to an Observations table (see ``scalinglab.data``).
+
+    Parameters
+    ----------
+    observations
+        Long table with the law's input columns and ``loss`` (nats); ``run_id``, when present,
+        groups checkpoints of one run for the bootstrap.
+    law
+        A law or the name of a registered law (``"chinchilla"``, ``"kaplan"``, ...).
+    **options
+        Any option of :func:`fit_law` except ``groups`` (taken from ``run_id``).
+
+    Returns
+    -------
+    Fit
+    """
+    law_obj = get_law(law) if isinstance(law, str) else law
+    if "loss" not in observations.columns:
+        raise InputError("the table has no 'loss' column")
+    x = law_obj.features(observations)
+    groups = observations["run_id"].to_numpy() if "run_id" in observations.columns else None
+    return fit_law(law_obj, x, observations["loss"].to_numpy(dtype=float), groups=groups, **options)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _check_arrays(
+    law: Law, x: Mapping[str, Any], y: Any
+) -> tuple[dict[str, FloatArray], FloatArray]:
+    y_arr = np.asarray(y, dtype=float).reshape(-1)
+    feats: dict[str, FloatArray] = {}
+    for name in law.inputs:
+        if name not in x:
+            raise FitError(f"law '{law.name}' needs input '{name}'; got {', '.join(x)}")
+        arr = np.asarray(x[name], dtype=float).reshape(-1)
+        if arr.size != y_arr.size:
+            raise FitError(f"input '{name}' has {arr.size} points but the loss has {y_arr.size}")
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise InputError(
+                f"input '{name}' is not finite",
+                row=int(bad[0]) + 1,
+                column=name,
+                value=float(arr[bad[0]]),
+            )
+        feats[name] = arr
+    # law-specific extra arrays (e.g. per-run schedule features) pass through untouched
+    for name, value in x.items():
+        feats.setdefault(name, np.asarray(value, dtype=float))
+    bad = np.flatnonzero(~(np.isfinite(y_arr) & (y_arr > 0)))
+    if bad.size:
+        raise InputError(
+            "loss must be finite and positive",
+            row=int(bad[0]) + 1,
+            column="loss",
+            value=float(y_arr[bad[0]]),
+        )
+    return feats, y_arr
+
+
+def _check_weights(weights: Any, n: int) -> FloatArray:
+    if weights is None:
+        return np.ones(n)
+    w = np.asarray(weights, dtype=float).reshape(-1)
+    if w.size != n:
+        raise FitError(f"weights have {w.size} entries for {n} points")
+    if not np.all(np.isfinite(w) & (w >= 0)) or not w.sum() > 0:
+        raise FitError("weights must be finite, non-negative and not all zero")
+    return w
+
+
+def _group_codes(groups: Any, n: int) -> NDArray[np.intp]:
+    if groups is None:
+        return np.arange(n)
+    g = np.asarray(groups).reshape(-1)
+    if g.size != n:
+        raise FitError(f"groups have {g.size} entries for {n} points")
+    codes = pd.factorize(g, use_na_sentinel=False)[0]
+    return np.asarray(codes, dtype=np.intp)
+
+
+def _check_identifiable(law: Law, x: Mapping[str, FloatArray], pmap: ParameterMap, n: int) -> None:
+    distinct = (
+        len({tuple(row) for row in np.column_stack([x[i] for i in law.inputs])})
+        if law.inputs
+        else n
+    )
+    distinct = min(distinct, n)
+    if distinct <= len(pmap.free):
+        raise FitError(
+            f"law '{law.name}' has {len(pmap.free)} free parameters but the data have only "
+            f"{distinct} distinct point(s) in {', '.join(law.inputs)}; need more than "
+            f"{len(pmap.free)} (or fix some parameters)"
+        )
+
+
+def _starts(
+    law: Law, pmap: ParameterMap, grid: FloatArray | Mapping[str, Sequence[float]] | None
+) -> FloatArray:
+    params = law.parameters()
+    if grid is None:
+        theta = law.initial_grid()
+    elif isinstance(grid, Mapping):
+        unknown = [k for k in grid if k not in pmap.names]
+        if unknown:
+            raise FitError(f"grid: law '{law.name}' has no parameter {', '.join(unknown)}")
+        values = [tuple(grid.get(p.name, p.grid)) or (p.grid[0],) for p in params]
+        theta = np.array(list(itertools.product(*values)), dtype=float)
+    else:
+        theta = np.atleast_2d(np.asarray(grid, dtype=float))
+        if theta.shape[1] != len(params):
+            raise FitError(
+                f"grid has {theta.shape[1]} columns; law '{law.name}' has {len(params)} parameters"
+            )
+    z = pmap.z_from_theta(theta)
+    z = np.clip(z, pmap.lower, pmap.upper)
+    return np.unique(z, axis=0)
+
+
+def _distinct(z_sorted: FloatArray, pmap: ParameterMap, limit: int) -> list[FloatArray]:
+    picked: list[FloatArray] = []
+    for z in z_sorted:
+        if all(not _same(z, p, pmap) for p in picked):
+            picked.append(z)
+            if len(picked) == limit:
+                break
+    return picked
+
+
+def _same(z1: FloatArray, z2: FloatArray, pmap: ParameterMap) -> bool:
+    t1 = pmap.theta(z1[None, :])[0]
+    t2 = pmap.theta(z2[None, :])[0]
+    scale = np.maximum(np.maximum(np.abs(t1), np.abs(t2)), 1e-12)
+    return bool(np.all(np.abs(t1 - t2) <= DISTINCT_RTOL * scale))
+
+
+def _polish(
+    objective: _Objective, z0: FloatArray, pmap: ParameterMap
+) -> tuple[FloatArray, float, bool]:
+    one = np.zeros(1, dtype=np.intp)
+
+    def f_and_g(z: FloatArray) -> tuple[float, FloatArray]:
+        v, g = objective(z[None, :], one)
+        return float(v[0]), g[0]
+
+    bnds = [
+        (None if not math.isfinite(lo) else lo, None if not math.isfinite(hi) else hi)
+        for lo, hi in zip(pmap.lower, pmap.upper, strict=True)
+    ]
+    res = minimize(
+        f_and_g,
+        z0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bnds,
+        options={"ftol": 1e-13, "gtol": 1e-10, "maxiter": 2000},
+    )
+    return np.asarray(res.x, dtype=float), float(res.fun), bool(res.success)
+
+
+def _at_bound_warnings(z: FloatArray, pmap: ParameterMap) -> list[str]:
+    out = []
+    for i, name in enumerate(pmap.free):
+        for side, b in (("lower", pmap.lower[i]), ("upper", pmap.upper[i])):
+            if math.isfinite(b) and abs(z[i] - b) <= 1e-8 * max(1.0, abs(b)):
+                out.append(f"parameter '{name}' is at its {side} bound")
+    return out
+
+
+def _near_ties(
+    z: FloatArray,
+    f: FloatArray,
+    excluded: NDArray[np.bool_],
+    best_z: FloatArray,
+    best_f: float,
+    pmap: ParameterMap,
+) -> list[dict[str, float]]:
+    ok = np.isfinite(f) & ~excluded & (f <= best_f + TIE_RTOL * max(abs(best_f), 1e-300))
+    rows = np.flatnonzero(ok)
+    rows = rows[np.argsort(f[rows])]
+    picked = _distinct(np.vstack([best_z[None, :], z[rows]]), pmap, 6)[1:]
+    return [
+        {
+            **dict(zip(pmap.names, map(float, pmap.theta(p[None, :])[0]), strict=True)),
+            "objective": float(objective_at(p, z, f)),
+        }
+        for p in picked
+    ]
+
+
+def objective_at(point: FloatArray, z: FloatArray, f: FloatArray) -> float:
+    """Objective of the row of ``z`` equal to ``point`` (rows are final optimiser states)."""
+    row = int(np.argmin(np.sum(np.abs(z - point), axis=1)))
+    return float(f[row])
+
+
+def _bootstrap(
+    objective: _Objective,
+    pmap: ParameterMap,
+    best_z: FloatArray,
+    group_codes: NDArray[np.intp],
+    weights: FloatArray,
+    n_boot: int,
+    seed: int,
+    max_iter: int,
+) -> tuple[FloatArray, int]:
+    """Refit on ``n_boot`` resamples of the groups, all replicates in one batch."""
+    if n_boot < 0:
+        raise FitError(f"bootstrap must be non-negative, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    n_groups = int(group_codes.max()) + 1
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    counts = np.zeros((n_boot, n_groups))
+    np.add.at(counts, (np.repeat(np.arange(n_boot), n_groups), draws.reshape(-1)), 1.0)
+    boot_objective = _Objective(
+        objective.law,
+        pmap,
+        objective.x,
+        objective.log_y,
+        counts[:, group_codes] * weights[None, :],
+        objective.loss,
+    )
+    z0 = np.repeat(best_z[None, :], n_boot, axis=0)
+    res = batched_lbfgs(
+        boot_objective, z0, pmap.lower, pmap.upper, max_iter=max_iter, merge_every=0
+    )
+    return pmap.theta(res.z), int(np.sum(~res.converged))

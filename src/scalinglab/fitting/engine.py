@@ -137,8 +137,9 @@ def fit_law(
     if cap_irreducible:
         if law.irreducible is None:
             raise FitError(f"cap_irreducible: law '{law.name}' has no irreducible-loss parameter")
-        lo = bounds.get(law.irreducible, (0.0, math.inf))[0]
-        bounds[law.irreducible] = (lo, float(np.min(y_arr)))
+        spec = next(p for p in law.parameters() if p.name == law.irreducible)
+        lo, hi = bounds.get(law.irreducible, (spec.lower, spec.upper))
+        bounds[law.irreducible] = (lo, min(hi, float(np.min(y_arr))))
     pmap = ParameterMap.build(law, fixed=fixed, tie=tie, bounds=bounds)
     _check_identifiable(law, feats, pmap, n)
 
@@ -213,7 +214,13 @@ def fit_law(
     )
 
 
-def fit(observations: pd.DataFrame, law: str | Law = "chinchilla", **options: Any) -> Fit:
+def fit(
+    observations: pd.DataFrame,
+    law: str | Law = "chinchilla",
+    *,
+    dataset: str | None = None,
+    **options: Any,
+) -> Fit:
     """Fit a law to an Observations table (see ``scalinglab.data``).
 
     Parameters
@@ -223,6 +230,9 @@ def fit(observations: pd.DataFrame, law: str | Law = "chinchilla", **options: An
         groups checkpoints of one run for the bootstrap.
     law
         A law or the name of a registered law (``"chinchilla"``, ``"kaplan"``, ...).
+    dataset
+        Which ``dataset`` the loss was measured on; required when the table holds several
+        (losses on different datasets never share one law).
     **options
         Any option of :func:`fit_law` except ``groups`` (taken from ``run_id``).
 
@@ -233,9 +243,31 @@ def fit(observations: pd.DataFrame, law: str | Law = "chinchilla", **options: An
     law_obj = get_law(law) if isinstance(law, str) else law
     if "loss" not in observations.columns:
         raise InputError("the table has no 'loss' column")
+    observations = select_dataset(observations, dataset)
     x = law_obj.features(observations)
     groups = observations["run_id"].to_numpy() if "run_id" in observations.columns else None
     return fit_law(law_obj, x, observations["loss"].to_numpy(dtype=float), groups=groups, **options)
+
+
+def select_dataset(observations: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+    """The rows measured on ``dataset``; with ``None``, the table must hold only one."""
+    if "dataset" not in observations.columns:
+        if dataset is not None:
+            raise InputError(
+                f"dataset '{dataset}' asked for, but the table has no 'dataset' column"
+            )
+        return observations
+    names = sorted(map(str, observations["dataset"].dropna().unique()))
+    if dataset is None:
+        if len(names) > 1:
+            raise InputError(
+                f"the table holds losses on {len(names)} datasets "
+                f"({', '.join(names)}); choose one with dataset="
+            )
+        return observations
+    if dataset not in names:
+        raise InputError(f"no rows for dataset '{dataset}'; the table has {', '.join(names)}")
+    return observations[observations["dataset"].astype(str) == dataset]
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -5,4 +5,4 @@ from scalinglab.laws.base import Law, Parameter, available_laws, get_law, regist
 __all__ = ["Law", "Parameter", "available_laws", "get_law", "register"]
 
 # Importing a law module registers its laws.
-from scalinglab.laws import compute as _compute  # noqa: E402,F401
+from scalinglab.laws import compute as _compute  # noqa: F401

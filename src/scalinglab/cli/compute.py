@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import pandas as pd
 import typer
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
@@ -34,7 +35,7 @@ def parse_float(text: str, what: str) -> float:
         raise SpecError(f"{what}: '{text}' is not a number") from None
 
 
-def load_table(path: Path, columns: list[str] | None = None):  # noqa: ANN201 - pandas
+def load_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Observations from a file or run store, with optional column renames."""
     from scalinglab.data import load_observations
 

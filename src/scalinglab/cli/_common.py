@@ -13,6 +13,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from scalinglab._format import fmt
 from scalinglab.errors import ScalingLabError
 
 P = ParamSpec("P")
@@ -62,22 +63,10 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(obj), indent=2) + "\n")
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    """Format a number compactly for tables (scientific outside 1e-3..1e5)."""
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        v = float(value)
-        if not math.isfinite(v):
-            return str(v)
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-            return f"{v:.{digits - 1}e}"
-        return f"{v:.{digits}g}"
-    return str(value)
-
-
 def print_table(
-    rows: Sequence[Mapping[str, Any]], title: str | None = None, columns: Sequence[str] | None = None
+    rows: Sequence[Mapping[str, Any]],
+    title: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> None:
     """Print a list of records as a rich table."""
     if not rows:

@@ -29,7 +29,7 @@ def list_command(store: StoreArg, as_json: JsonOpt = False) -> None:
         print_json(records)
         return
     print_table(
-        [{k: ("" if v is None else v) for k, v in r.items()} for r in records],
+        [{str(k): ("" if v is None else v) for k, v in r.items()} for r in records],
         title=f"runs in {store.name}",
         columns=[*_LIST_COLUMNS, "updated_at"],
     )

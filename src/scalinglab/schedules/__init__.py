@@ -1,1 +1,50 @@
-"""schedules package."""
+"""Learning-rate schedules: per-step arrays, spec strings, torch schedulers, S1/S2 areas.
+
+>>> from scalinglab.schedules import parse_schedule, lr_areas
+>>> sched = parse_schedule("wsd:peak=3e-4,warmup=2160,total=24000,decay=0.2,shape=exp,final=3e-5")
+>>> s1, s2 = lr_areas(sched.array(), anneal_start=sched.warmup_steps)
+"""
+
+from scalinglab.schedules.areas import DEFAULT_DECAY, lr_areas, lr_drops, warmup_end
+from scalinglab.schedules.base import (
+    COOLDOWN_SHAPES,
+    SCHEDULE_KINDS,
+    WARMUP_SHAPES,
+    ConstantSchedule,
+    CosineSchedule,
+    CyclicCosineSchedule,
+    InverseSqrtSchedule,
+    LinearSchedule,
+    MultiStepSchedule,
+    ParametricSchedule,
+    Schedule,
+    TabulatedSchedule,
+    WSDSchedule,
+)
+from scalinglab.schedules.logged import schedule_from_lr
+from scalinglab.schedules.spec import parse_schedule
+from scalinglab.schedules.torch_factor import torch_lambda, torch_scheduler
+
+__all__ = [
+    "COOLDOWN_SHAPES",
+    "DEFAULT_DECAY",
+    "SCHEDULE_KINDS",
+    "WARMUP_SHAPES",
+    "ConstantSchedule",
+    "CosineSchedule",
+    "CyclicCosineSchedule",
+    "InverseSqrtSchedule",
+    "LinearSchedule",
+    "MultiStepSchedule",
+    "ParametricSchedule",
+    "Schedule",
+    "TabulatedSchedule",
+    "WSDSchedule",
+    "lr_areas",
+    "lr_drops",
+    "parse_schedule",
+    "schedule_from_lr",
+    "torch_lambda",
+    "torch_scheduler",
+    "warmup_end",
+]

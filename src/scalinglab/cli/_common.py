@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from scalinglab._format import fmt
 from scalinglab.errors import ScalingLabError
@@ -26,6 +27,11 @@ err_console = Console(stderr=True)
 USAGE_ERROR = 2
 
 
+def _print_error(message: str) -> None:
+    """One line on stderr, never wrapped, never read as rich markup."""
+    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+
+
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a :class:`ScalingLabError` into one line on stderr and exit status 2."""
 
@@ -34,10 +40,10 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ScalingLabError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+            _print_error(str(err))
             sys.exit(USAGE_ERROR)
         except FileNotFoundError as err:
-            err_console.print(f"[bold red]error:[/] no such file: {err.filename}", highlight=False)
+            _print_error(f"no such file: {err.filename}")
             sys.exit(USAGE_ERROR)
 
     return wrapper

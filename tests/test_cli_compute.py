@@ -69,7 +69,7 @@ BAD_CASES = {
     ),
     "conflicting_duplicates": (
         "run_id,params,tokens,loss\nr0,1e8,1e10,3.1\nr0,1e8,1e10,3.3\n",
-        ["row", "duplicate"],
+        ["row 2", "rows 1 and 2", "disagree"],
     ),
     "too_few_points": (
         "run_id,params,tokens,loss\nr0,1e8,1e10,3.1\nr1,2e8,1e10,3.0\n",

@@ -186,7 +186,7 @@ class ModelShape:
         for name in ("d_model", "layers", "vocab", "context"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{name} must be a positive integer", column=name, value=value)
+                raise InputError(f"{name} must be a positive integer", value=value)
         for name, allowed in (
             ("positions", ("learned", "rotary", "none")),
             ("mlp", ("gelu", "swiglu")),
@@ -195,26 +195,23 @@ class ModelShape:
             if getattr(self, name) not in allowed:
                 raise InputError(
                     f"{name} must be one of {', '.join(allowed)}",
-                    column=name,
                     value=getattr(self, name),
                 )
         heads = self.heads if self.heads is not None else max(1, self.d_model // DEFAULT_HEAD_DIM)
         if heads < 1 or self.d_model % heads:
             raise InputError(
                 f"heads must be a positive divisor of d_model={self.d_model}",
-                column="heads",
                 value=heads,
             )
         kv_heads = self.kv_heads if self.kv_heads is not None else heads
         if kv_heads < 1 or heads % kv_heads:
             raise InputError(
                 f"kv_heads must be a positive divisor of heads={heads}",
-                column="kv_heads",
                 value=kv_heads,
             )
         d_ff = self.d_ff if self.d_ff is not None else round(self.ffn_mult * self.d_model)
         if d_ff < 1:
-            raise InputError("the MLP width must be positive", column="d_ff", value=d_ff)
+            raise InputError("the MLP width d_ff must be positive", value=d_ff)
         # frozen dataclass: cache the resolved defaults once
         object.__setattr__(self, "_resolved", (heads, kv_heads, d_ff))
 

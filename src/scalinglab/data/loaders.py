@@ -66,7 +66,7 @@ def _read_file(path: Path) -> pd.DataFrame:
         if fmt == "parquet":
             return pd.read_parquet(path)
         # dtype=False keeps ids such as "007" as text; numbers are checked column by column
-        raw = pd.read_json(path, lines=fmt == "jsonl", dtype=False, convert_dates=False)
+        raw = pd.read_json(path, lines=fmt == "jsonl", dtype=False)
         return raw.infer_objects()
     except pd.errors.EmptyDataError:
         raise InputError("the file is empty", source=path.name) from None

@@ -130,23 +130,24 @@ class RunStore:
         self.path = Path(path)
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
+        if not create and not self.path.is_file():
+            raise InputError(f"no run store at {self.path}")
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._retry(lambda con: con.execute("PRAGMA journal_mode=WAL"))
-            self._write(_create_schema)
-            return
-        if not self.path.is_file():
-            raise InputError(f"no run store at {self.path}")
         try:
             tables = self._retry(
                 lambda con: {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
             )
         except sqlite3.DatabaseError as err:
             raise InputError(f"not a SQLite run store: {err}", source=self.path.name) from None
-        if not {"runs", "observations"} <= tables:
+        if {"runs", "observations"} <= tables:
+            return  # opening an existing store takes no write lock
+        if tables or not create:
             raise InputError(
                 "not a scalinglab run store (no runs/observations tables)", source=self.path.name
             )
+        self._retry(lambda con: con.execute("PRAGMA journal_mode=WAL"))
+        self._write(_create_schema)
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.path)!r})"
@@ -277,7 +278,7 @@ class RunStore:
         table = self.runs()
         match = table[table["run_id"] == run_id]
         if match.empty:
-            raise self._unknown_run(run_id, known=table["run_id"].tolist())
+            raise self._unknown_run(run_id)
         row = match.iloc[0]
         run: dict[str, Any] = {
             "run_id": run_id,
@@ -390,7 +391,7 @@ class RunStore:
             known = set(self.runs()["run_id"])
             unknown = [r for r in runs if r not in known]
             if unknown:
-                raise self._unknown_run(unknown[0], known=sorted(known))
+                raise self._unknown_run(unknown[0])
             where.append(f"o.run_id IN ({', '.join('?' for _ in runs)})")
             params += runs
         if datasets is not None:
@@ -435,6 +436,13 @@ class RunStore:
         if status not in STATUSES:
             raise InputError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
 
-    def _unknown_run(self, run_id: str, known: Sequence[str] | None = None) -> InputError:
-        listed = f"; it has {', '.join(known[:20])}" if known else ""
-        return InputError(f"no run '{run_id}' in the store{listed}", source=self.path.name)
+    def _unknown_run(self, run_id: str) -> InputError:
+        """The error for a run the store lacks, naming (up to 20 of) the runs it has."""
+        known = self._retry(
+            lambda con: [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY run_id")]
+        )
+        listed = f"; it has {', '.join(known[:20])}" + (", ..." if len(known) > 20 else "")
+        return InputError(
+            f"no run '{run_id}' in the store{listed if known else ' (it has none)'}",
+            source=self.path.name,
+        )

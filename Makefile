@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/scalinglab study
 
 test: $(STAMP)
+	@scripts/ensure_chromium.sh
 	$(PY) -m pytest -n 2 -q
 
 lint: $(STAMP)

@@ -34,10 +34,10 @@ CHINCHILLA_PARAMS = ("E", "A", "B", "alpha", "beta")
 PLAN_QUANTITIES = ("params", "tokens", "tokens_per_param", "loss")
 
 # Numeric search over log N: a coarse grid over the whole feasible range, then grids zoomed
-# on the bracket of every replicate's minimum, then a parabola through the last three points.
+# on the brackets of the rows' minima, then a parabola through the last three points.
 _GRID_POINTS = 257
-_ZOOM_ROUNDS = 6
-_ZOOM_STOP = 1e-4  # grid step in log N below which zooming stops
+_ZOOM_ROUNDS = 8
+_ZOOM_STOP = 1e-5  # grid step in log N below which zooming stops
 
 
 @dataclass
@@ -279,54 +279,66 @@ def _chinchilla_optimum(
 def _numeric_optimum(
     law: Law, thetas: FloatArray, budgets: FloatArray, k: float
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Minimise ``log L`` over ``log N`` on each iso-FLOP line, for all rows at once.
+    """Minimise ``log L`` over ``log N`` on each iso-FLOP line, for every parameter row.
 
-    The feasible range is ``N ≥ 1`` and ``D ≥ 1``. A row whose minimum sits at an end of the
-    range has no interior optimum and gets NaN.
+    The best estimate (row 0) is searched on its own, so that its grids can zoom all the way;
+    the bootstrap replicates share grids, which stop zooming once they cover the replicates'
+    spread. The feasible range is ``N ≥ 1`` and ``D ≥ 1``; a row whose minimum sits at an end
+    of it has no interior optimum and gets NaN. Returns arrays of shape ``(rows, budgets)``.
+    """
+    parts = [thetas[:1], thetas[1:]] if thetas.shape[0] > 1 else [thetas]
+    results = [
+        np.stack([_search(law, part, math.log(budget / k)) for budget in budgets], axis=-1)
+        for part in parts
+    ]
+    params, tokens, loss = np.concatenate(results, axis=1)
+    return params, tokens, loss
+
+
+def _search(law: Law, thetas: FloatArray, log_budget: float) -> FloatArray:
+    """Optimal ``(params, tokens, loss)`` of each row on one iso-FLOP line, shape ``(3, rows)``.
+
+    ``log_budget`` is ``log N + log D`` along the line.
     """
     rows = thetas.shape[0]
-    shape = (rows, budgets.size)
-    params, tokens, loss = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
-    idx = np.arange(rows)
-    for j, budget in enumerate(budgets):
-        log_budget = math.log(budget / k)  # log N + log D on the iso-FLOP line
-        if log_budget <= 0:
-            continue
+    out = np.full((3, rows), np.nan)
+    if log_budget <= 0:  # not even one token for one parameter
+        return out
 
-        def log_loss(grid: FloatArray, log_budget: float = log_budget) -> FloatArray:
-            x = {"params": np.exp(grid), "tokens": np.exp(log_budget - grid)}
-            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-                return law.log_predict(thetas, x)
+    def log_loss(grid: FloatArray) -> FloatArray:
+        x = {"params": np.exp(grid), "tokens": np.exp(log_budget - grid)}
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            values = law.log_predict(thetas, x)
+        return np.where(np.isfinite(values), values, np.inf)
 
-        grid = np.linspace(0.0, log_budget, _GRID_POINTS)
+    grid = np.linspace(0.0, log_budget, _GRID_POINTS)
+    values = log_loss(grid)
+    best = np.argmin(values, axis=1)
+    interior = (best > 0) & (best < grid.size - 1)
+    if not interior.any():
+        return out
+    for _ in range(_ZOOM_ROUNDS):
+        width = grid[-1] - grid[0]
+        lo = grid[np.maximum(best[interior] - 1, 0)].min()
+        hi = grid[np.minimum(best[interior] + 1, grid.size - 1)].max()
+        if hi - lo > 0.5 * width or grid[1] - grid[0] < _ZOOM_STOP:
+            break  # the rows' brackets span the grid: zooming gains nothing
+        grid = np.linspace(lo, hi, _GRID_POINTS)
         values = log_loss(grid)
-        best = np.argmin(np.where(np.isfinite(values), values, np.inf), axis=1)
-        interior = (best > 0) & (best < grid.size - 1)
-        lower, upper = grid[np.maximum(best - 1, 0)], grid[np.minimum(best + 1, grid.size - 1)]
-        for _ in range(_ZOOM_ROUNDS):
-            if not interior.any():
-                break
-            lo, hi = lower[interior].min(), upper[interior].max()
-            grid = np.linspace(lo, hi, _GRID_POINTS)
-            values = log_loss(grid)
-            best = np.clip(
-                np.argmin(np.where(np.isfinite(values), values, np.inf), axis=1), 1, grid.size - 2
-            )
-            lower, upper = grid[best - 1], grid[best + 1]
-            if grid[1] - grid[0] < _ZOOM_STOP:
-                break
-        # parabola through the minimum and its neighbours: vertex position and value
-        f0, f1, f2 = values[idx, best - 1], values[idx, best], values[idx, best + 1]
-        step = grid[1] - grid[0]
-        curvature = f0 - 2.0 * f1 + f2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shift = np.where(curvature > 0, 0.5 * step * (f0 - f2) / curvature, 0.0)
-            vertex = np.where(curvature > 0, f1 - (f0 - f2) ** 2 / (8.0 * curvature), f1)
-        log_n = grid[best] + shift
-        params[interior, j] = np.exp(log_n[interior])
-        tokens[interior, j] = np.exp(log_budget - log_n[interior])
-        loss[interior, j] = np.exp(vertex[interior])
-    return params, tokens, loss
+        best = np.clip(np.argmin(values, axis=1), 1, grid.size - 2)
+    # parabola through the minimum and its neighbours: vertex position and value
+    idx = np.arange(rows)
+    best = np.clip(best, 1, grid.size - 2)
+    f0, f1, f2 = values[idx, best - 1], values[idx, best], values[idx, best + 1]
+    curvature = f0 - 2.0 * f1 + f2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(curvature > 0, 0.5 * (f0 - f2) / curvature, 0.0)
+        vertex = np.where(curvature > 0, f1 - (f0 - f2) ** 2 / (8.0 * curvature), f1)
+    log_n = grid[best] + shift * (grid[1] - grid[0])
+    out[0, interior] = np.exp(log_n[interior])
+    out[1, interior] = np.exp(log_budget - log_n[interior])
+    out[2, interior] = np.exp(vertex[interior])
+    return out
 
 
 def _add_intervals(

@@ -26,11 +26,11 @@ def _compute_section(report: Report, study: Study) -> None:
     if study.dataset is not None and "dataset" in rows.columns:
         rows = rows[rows["dataset"].astype(str) == study.dataset]
     fit = study.compute_fit
+    n_boot = 0 if fit.bootstrap_params is None else len(fit.bootstrap_params)
     sec.paragraphs.append(
         f"{fit.law.name} law fitted to the final loss of {fit.n_points} runs on "
         f"'{study.dataset}' (Huber δ={fit.options.get('delta')} on log residuals, "
-        f"{fit.n_starts} starts, {len(fit.bootstrap_params) if fit.bootstrap_params is not None else 0}"
-        " bootstrap replicates resampling runs)."
+        f"{fit.n_starts} starts, {n_boot} bootstrap replicates resampling runs)."
     )
     sec.figures.append(
         (

@@ -321,7 +321,8 @@ def validate_observations(
     for col, values in numbers.items():
         out[col] = values
     if tokens_from_flops:
-        out["tokens"] = numbers["flops"] / (6.0 * numbers["params"])
+        with np.errstate(divide="ignore", invalid="ignore"):  # rows with params 0 are flagged
+            out["tokens"] = numbers["flops"] / (6.0 * numbers["params"])
         derived.append("tokens")
     for col in ("params", "tokens"):
         if col not in out.columns:

@@ -1,0 +1,45 @@
+"""Built-in sweep specs, in the TOML form a user would write (``scalinglab sweep --preset``).
+
+``cpu-tiny``
+    4 model sizes (36k to 478k parameters, byte vocabulary) × 3 token budgets
+    (256K, 512K, 1M tokens) × 2 schedules (cosine, WSD) × AdamW, trained on
+    ``python-stdlib`` and evaluated on the validation splits of ``python-stdlib`` and
+    ``python-docs``: 24 runs for 2 workers with 1 torch thread each, sized to finish within
+    10 minutes on 2 CPU cores (timed in docs/benchmarks.md by benchmarks/train_throughput.py's
+    sibling measurement; see the training package's README section in the report).
+"""
+
+from __future__ import annotations
+
+CPU_TINY = """\
+name = "cpu-tiny"
+workers = 2
+threads = 1
+seeds = [0]
+optimizers = ["adamw"]
+tokens = [262144, 524288, 1048576]
+
+[base]
+context = 64
+batch_size = 16
+train_data = "python-stdlib"
+eval_data = ["python-stdlib", "python-docs"]
+eval_tokens = 8192
+eval_log_points = 4
+weight_decay = 0.1
+grad_clip = 1.0
+device = "cpu"
+
+[models]
+xs = { d_model = 32, layers = 2, heads = 2 }
+s = { d_model = 48, layers = 3, heads = 3 }
+m = { d_model = 64, layers = 4, heads = 4 }
+l = { d_model = 96, layers = 4, heads = 4 }
+
+[schedules]
+cosine = "cosine:peak=3e-3,warmup=0.05,final=3e-4"
+wsd = "wsd:peak=3e-3,warmup=0.05,decay_start=0.8,final=3e-4"
+"""
+
+#: preset name -> TOML text
+PRESETS: dict[str, str] = {"cpu-tiny": CPU_TINY}

@@ -1,0 +1,499 @@
+"""The training loop: one readable function from a :class:`TrainConfig` to observations.
+
+Per step: sample the global batch of step ``s`` from ``(seed, s)`` alone (so a resumed run
+and every DDP rank see the same batches), forward under bf16 autocast on CUDA, backward,
+clip the global gradient norm, optimizer and LR-scheduler step. At the evaluation steps
+(log-spaced early, then regular) the validation split of every ``eval_data`` corpus is
+scored and each loss becomes one observation row (``run_id, step, tokens, params,
+params_nonembedding, flops, lr, dataset, loss, seed``) in the run store. ``params`` is the
+total parameter count N (embeddings included) and ``flops = 6 · params · tokens``;
+``params_nonembedding`` is recorded alongside for Kaplan-style fits. ``lr`` is the learning
+rate of the update that produced the measured weights. Checkpoints are written atomically; a
+run whose ``out_dir`` holds one resumes from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from scalinglab.errors import SpecError
+from scalinglab.planning.counting import ParamCount, count_params
+from scalinglab.training import distributed
+from scalinglab.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from scalinglab.training.config import TrainConfig
+from scalinglab.training.corpora import Corpus, load_corpus
+from scalinglab.training.model import GPT
+from scalinglab.training.tokenizer import TokenIds, Tokenizer, TokenSplits, get_tokenizer, tokenize
+
+#: callback after every update: ``(step, metrics)``; metrics hold eval losses at eval steps
+StepCallback = Callable[[int, Mapping[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    """What a call of :func:`train` did.
+
+    Attributes
+    ----------
+    run_id
+        Name of the run.
+    steps, tokens
+        Optimizer steps and training tokens of the whole run.
+    params, params_nonembedding
+        Parameter counts (total with embeddings; Kaplan's non-embedding).
+    final_loss
+        Validation loss (nats/token) per dataset at the last step.
+    observations
+        The observation rows this call measured (those before a resume are in the store).
+    resumed_from
+        Step of the checkpoint the run resumed from, or ``None``.
+    seconds, tokens_per_second
+        Wall time of this call's training steps (evaluation excluded from the throughput).
+    """
+
+    run_id: str
+    steps: int
+    tokens: int
+    params: int
+    params_nonembedding: int
+    final_loss: dict[str, float]
+    observations: pd.DataFrame
+    resumed_from: int | None
+    seconds: float
+    tokens_per_second: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Tokenizer, training tokens and validation tokens per evaluated corpus."""
+
+    tokenizer: Tokenizer
+    train: TokenIds
+    evals: dict[str, TokenIds]
+
+
+@lru_cache(maxsize=8)
+def _corpus(spec: str, val_fraction: float) -> Corpus:
+    # sweep workers run many configs on the same corpora: read and hash them once
+    return load_corpus(spec, val_fraction=val_fraction)
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(spec: str, train_spec: str, val_fraction: float) -> Tokenizer:
+    return get_tokenizer(spec, _corpus(train_spec, val_fraction))
+
+
+@lru_cache(maxsize=16)
+def _splits(spec: str, val_fraction: float, tokenizer_spec: str, train_spec: str) -> TokenSplits:
+    tokenizer = _tokenizer(tokenizer_spec, train_spec, val_fraction)
+    return tokenize(_corpus(spec, val_fraction), tokenizer)
+
+
+def tokenizer_for(config: TrainConfig) -> Tokenizer:
+    """The tokenizer of ``config`` (a BPE is trained on its training corpus, or read from cache)."""
+    return _tokenizer(config.tokenizer, config.train_data, config.val_fraction)
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Load, split and tokenize the corpora of ``config``; check they are large enough.
+
+    Raises
+    ------
+    SpecError
+        An unknown or empty corpus, or a split shorter than one sequence.
+    """
+    tokenizer = tokenizer_for(config)
+    need = config.context + 1
+    train = _splits(config.train_data, config.val_fraction, config.tokenizer, config.train_data)
+    if train.train.size < need:
+        raise SpecError(
+            f"corpus '{config.train_data}' has {train.train.size} training tokens; "
+            f"one sequence needs {need} (context + 1)"
+        )
+    evals: dict[str, TokenIds] = {}
+    for spec in config.eval_data:
+        split = _splits(spec, config.val_fraction, config.tokenizer, config.train_data)
+        if split.val.size < need:
+            raise SpecError(
+                f"validation split of corpus '{spec}' has {split.val.size} tokens; "
+                f"one sequence needs {need} (context + 1)"
+            )
+        if split.name in evals:
+            raise SpecError(f"eval_data names corpus '{split.name}' twice")
+        evals[split.name] = split.val
+    return PreparedData(tokenizer, train.train, evals)
+
+
+def param_count(config: TrainConfig, vocab_size: int) -> ParamCount:
+    """Parameter counts of the model ``config`` builds (planning's convention)."""
+    model = config.model_config(vocab_size)
+    return count_params(
+        model.d_model,
+        model.layers,
+        model.vocab_size,
+        model.context,
+        heads=model.heads,
+        d_ff=model.hidden,
+        tied_embeddings=model.tied_embeddings,
+        positions=model.positions,
+        mlp=model.mlp,
+        bias=model.bias,
+        norm=model.norm,
+    )
+
+
+def batch_for_step(
+    tokens: TokenIds, step: int, seed: int, batch_size: int, context: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets ``(batch_size, context)`` of 0-based update ``step``.
+
+    Random windows of the training tokens, drawn from a generator seeded by ``(seed, step)``
+    only: the batch does not depend on what ran before, which makes resuming and sharding
+    over processes exact.
+    """
+    rng = np.random.default_rng([seed, step])
+    starts = rng.integers(0, tokens.size - context, size=batch_size)
+    windows = torch.from_numpy(tokens[starts[:, None] + np.arange(context + 1)].astype(np.int64))
+    return windows[:, :-1], windows[:, 1:]
+
+
+def eval_windows(tokens: TokenIds, context: int, max_tokens: int) -> torch.Tensor:
+    """Fixed evaluation sequences ``(n, context + 1)``: non-overlapping, spread evenly."""
+    available = (tokens.size - 1) // context
+    count = max(1, min(available, max_tokens // context))
+    starts = np.linspace(0, tokens.size - context - 1, count).astype(np.int64)
+    return torch.from_numpy(tokens[starts[:, None] + np.arange(context + 1)].astype(np.int64))
+
+
+def _device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"device '{spec}' requested but CUDA is not available")
+    return device
+
+
+def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[Any]:
+    use_bf16 = dtype == "bf16" or (dtype == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _make_optimizer(config: TrainConfig, model: GPT, peak_lr: float) -> torch.optim.Optimizer:
+    """The optimizer over the model: weight decay on matrices only, whatever the optimizer."""
+    from scalinglab.optim import MARS, OPTIMIZERS, make_optimizer
+
+    kwargs = dict(config.optimizer_kwargs)
+    if issubclass(OPTIMIZERS[config.optimizer.strip().lower()], MARS):
+        kwargs.setdefault("weight_decay_1d", 0.0)  # MARS decays vectors on its own by default
+    groups = model.param_groups(config.weight_decay)
+    return make_optimizer(config.optimizer, groups, lr=peak_lr, **kwargs)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    windows: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    dtype: str = "auto",
+    dist_info: distributed.DistInfo | None = None,
+) -> float:
+    """Mean cross-entropy (nats/token) of ``model`` on evaluation ``windows``.
+
+    With several processes each scores a share of the windows and the sums are reduced.
+    """
+    info = dist_info or distributed.DistInfo()
+    was_training = model.training
+    model.eval()
+    mine = windows[info.rank :: info.world_size]
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    for chunk in mine.split(batch_size):
+        chunk = chunk.to(device, non_blocking=True)
+        with _autocast(device, dtype):
+            loss = model(chunk[:, :-1], chunk[:, 1:])
+        totals[0] += loss.double() * chunk.shape[0]
+        totals[1] += chunk.shape[0]
+    distributed.all_reduce_sum(totals, info)
+    model.train(was_training)
+    return float(totals[0] / totals[1])
+
+
+class _Progress:
+    """A rich progress bar with loss, tokens/s and ETA (or nothing when disabled)."""
+
+    def __init__(self, enabled: bool, run_id: str, total: int, start: int) -> None:
+        self.bar: Any = None
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self.task = self.bar.add_task(run_id, total=total, completed=start, loss="-", tps="-")
+        self.bar.start()
+
+    def update(self, step: int, loss: float, tokens_per_second: float) -> None:
+        if self.bar is not None:
+            self.bar.update(
+                self.task, completed=step, loss=f"{loss:.4f}", tps=f"{tokens_per_second:,.0f}"
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _store_for(config: TrainConfig) -> Any:
+    if config.store is None:
+        return None
+    from scalinglab.data import RunStore
+
+    return RunStore(config.store)
+
+
+def train(
+    config: TrainConfig, *, progress: bool = False, on_step: StepCallback | None = None
+) -> TrainResult:
+    """Train (or resume) the run ``config`` describes.
+
+    Parameters
+    ----------
+    config
+        The run; validated again here, and against the data before the first step.
+    progress
+        Show a rich progress bar (loss, tokens/s, ETA) on rank 0.
+    on_step
+        Called after every update with the step and, at evaluation steps, the losses.
+
+    Returns
+    -------
+    TrainResult
+        Final losses, parameter counts, the observations measured, throughput.
+
+    Raises
+    ------
+    SpecError
+        For any bad setting (unknown optimizer, heads not dividing d_model, an empty corpus,
+        a budget smaller than one batch...), before training starts.
+    """
+    config.validate()
+    torch.set_flush_denormal(True)  # denormals made the CPU loop 6x slower here
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    device = _device(config.device)
+    info = distributed.setup(device.type)
+    try:
+        return _train(config, device, info, progress, on_step)
+    finally:
+        distributed.teardown(info)
+
+
+def _train(
+    config: TrainConfig,
+    device: torch.device,
+    info: distributed.DistInfo,
+    progress: bool,
+    on_step: StepCallback | None,
+) -> TrainResult:
+    from scalinglab.schedules import parse_schedule, torch_scheduler
+
+    if config.batch_size % info.world_size:
+        raise SpecError(
+            f"batch_size {config.batch_size} must be a multiple of the {info.world_size} processes"
+        )
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    data = prepare_data(config)
+    counts = param_count(config, data.tokenizer.vocab_size)
+    schedule = parse_schedule(config.schedule_spec())
+    lrs = schedule.array()
+
+    torch.manual_seed(config.seed)
+    raw_model = GPT(config.model_config(data.tokenizer.vocab_size)).to(device)
+    optimizer = _make_optimizer(config, raw_model, schedule.peak)
+    scheduler = torch_scheduler(optimizer, schedule)
+    ckpt_file = checkpoint_path(config.checkpoint_dir)
+    state = load_checkpoint(ckpt_file)
+    if state is not None:
+        if state.get("config") != config.identity():
+            raise SpecError(
+                f"{ckpt_file} belongs to a different configuration; "
+                "use another out_dir or run_id, or delete the checkpoint"
+            )
+        raw_model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    start_step = int(state["step"]) if state is not None else 0
+    model: nn.Module = raw_model
+    if config.compile:
+        model = cast(nn.Module, torch.compile(model))
+    # evaluation shards windows itself and needs no gradient sync: it uses `model`, not DDP
+    ddp_model = model
+    if info.enabled:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    run_id = config.name
+    store = _store_for(config) if info.is_main else None
+    if store is not None:
+        store.add_run(run_id, config.to_dict(), family=config.family, status="running")
+    eval_steps, ckpt_steps = set(config.eval_steps()), set(config.checkpoint_steps())
+    windows = {
+        name: eval_windows(tokens, config.context, config.eval_tokens)
+        for name, tokens in data.evals.items()
+    }
+    local = slice(
+        info.rank * config.batch_size // info.world_size,
+        (info.rank + 1) * config.batch_size // info.world_size,
+    )
+    rows: list[dict[str, Any]] = []
+    final_loss: dict[str, float] = {}
+    bar = _Progress(progress and info.is_main, run_id, config.total_steps, start_step)
+    train_seconds, trained_tokens = 0.0, 0
+    ddp_model.train()
+    try:
+        for step in range(start_step, config.total_steps):
+            tick = time.perf_counter()
+            inputs, targets = batch_for_step(
+                data.train, step, config.seed, config.batch_size, config.context
+            )
+            inputs = inputs[local].to(device, non_blocking=True)
+            targets = targets[local].to(device, non_blocking=True)
+
+            def closure(inputs: torch.Tensor = inputs, targets: torch.Tensor = targets) -> Any:
+                # MARS in exact mode calls this twice (at the previous and current weights)
+                optimizer.zero_grad(set_to_none=True)
+                with _autocast(device, config.dtype):
+                    loss = ddp_model(inputs, targets)
+                loss.backward()
+                if config.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_clip)
+                return loss
+
+            loss = optimizer.step(closure)
+            scheduler.step()
+            done = step + 1
+            train_seconds += time.perf_counter() - tick
+            trained_tokens += config.tokens_per_step
+            metrics: dict[str, float] = {}
+            if done in eval_steps:
+                for name, win in windows.items():
+                    metrics[name] = evaluate(
+                        model, win, config.batch_size, device, config.dtype, info
+                    )
+                step_rows = [
+                    _observation(config, run_id, counts, done, float(lrs[step]), name, value)
+                    for name, value in metrics.items()
+                ]
+                rows.extend(step_rows)
+                final_loss = dict(metrics)
+                if store is not None:
+                    store.add_observations(pd.DataFrame(step_rows))
+            if done in ckpt_steps and info.is_main:
+                save_checkpoint(
+                    ckpt_file,
+                    {
+                        "step": done,
+                        "model": raw_model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "config": config.identity(),
+                    },
+                )
+            if bar.bar is not None:  # reading the loss syncs the device: only when shown
+                bar.update(done, float(loss), trained_tokens / max(train_seconds, 1e-9))
+            if on_step is not None:
+                on_step(done, metrics)
+    except BaseException as err:
+        if store is not None:
+            store.set_status(
+                run_id, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            )
+        raise
+    finally:
+        bar.close()
+    if not final_loss:
+        # resumed from the final checkpoint: score the finished model once more
+        final_loss = {
+            name: evaluate(model, win, config.batch_size, device, config.dtype, info)
+            for name, win in windows.items()
+        }
+    if store is not None:
+        store.set_status(run_id, "finished")
+    return TrainResult(
+        run_id=run_id,
+        steps=config.total_steps,
+        tokens=config.total_steps * config.tokens_per_step,
+        params=counts.total,
+        params_nonembedding=counts.nonembedding,
+        final_loss=final_loss,
+        observations=pd.DataFrame(rows, columns=list(OBSERVATION_COLUMNS)),
+        resumed_from=start_step if state is not None else None,
+        seconds=train_seconds,
+        tokens_per_second=trained_tokens / train_seconds if train_seconds > 0 else math.nan,
+        config=config.to_dict(),
+    )
+
+
+#: columns of the observation rows the trainer writes
+OBSERVATION_COLUMNS = (
+    "run_id", "family", "step", "tokens", "params", "params_nonembedding", "flops", "lr",
+    "dataset", "loss", "seed",
+)  # fmt: skip
+
+
+def _observation(
+    config: TrainConfig,
+    run_id: str,
+    counts: ParamCount,
+    step: int,
+    lr: float,
+    dataset: str,
+    loss: float,
+) -> dict[str, Any]:
+    tokens = step * config.tokens_per_step
+    return {
+        "run_id": run_id,
+        "family": config.family,
+        "step": step,
+        "tokens": float(tokens),
+        "params": float(counts.total),
+        "params_nonembedding": float(counts.nonembedding),
+        "flops": 6.0 * counts.total * tokens,
+        "lr": lr,
+        "dataset": dataset,
+        "loss": loss,
+        "seed": config.seed,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -103,3 +104,14 @@ def test_bad_options_and_files(tmp_path: Path) -> None:
         res = runner.invoke(app, args)
         assert res.exit_code == 2, (args, res.output)
         assert word.lower() in res.stderr.lower(), (args, res.stderr)
+
+
+def test_final_loss_tables_without_run_ids_resample_rows() -> None:
+    from scalinglab.data import load_observations
+    from scalinglab.fitting.engine import run_groups
+
+    rows = [{"params": n, "tokens": d, "loss": 3.0} for n in (1e8, 2e8) for d in (1e9, 2e9)]
+    table = load_observations(pd.DataFrame(rows))
+    assert run_groups(table) is None  # four runs, not two model sizes
+    with_steps = load_observations(pd.DataFrame([{**r, "step": i} for i, r in enumerate(rows)]))
+    assert len(set(run_groups(with_steps))) == 2  # checkpoints of two runs

@@ -11,6 +11,14 @@ from scalinglab.fitting.optimize import batched_lbfgs
 from scalinglab.laws import available_laws, get_law
 
 TRUE = {"E": 1.82, "A": 482.0, "alpha": 0.3478, "B": 2085.0, "beta": 0.3658}
+# 32 starts: enough for synthetic data; the default 3,125-start grid is tested on its own
+SMALL = {
+    "E": [1.0, 2.0],
+    "A": [100.0, 1e4],
+    "alpha": [0.2, 0.5],
+    "B": [100.0, 1e4],
+    "beta": [0.2, 0.5],
+}
 
 
 def synthetic(n: int = 120, noise: float = 0.005, seed: int = 0) -> tuple[dict, np.ndarray]:
@@ -77,11 +85,11 @@ def test_racing_finds_same_optimum_as_full_run() -> None:
 def test_fixed_tied_and_capped_parameters() -> None:
     x, y = synthetic()
     law = get_law("chinchilla")
-    fixed = fit_law(law, x, y, fixed={"E": 1.9})
+    fixed = fit_law(law, x, y, fixed={"E": 1.9}, grid=SMALL)
     assert fixed.params["E"] == 1.9
-    tied = fit_law(law, x, y, tie={"beta": "alpha"})
+    tied = fit_law(law, x, y, tie={"beta": "alpha"}, grid=SMALL)
     assert tied.params["beta"] == tied.params["alpha"]
-    bounded = fit_law(law, x, y, bounds={"E": (0.0, 1.5)})
+    bounded = fit_law(law, x, y, bounds={"E": (0.0, 1.5)}, grid=SMALL)
     assert bounded.params["E"] <= 1.5 + 1e-12
     assert any("at its upper bound" in w for w in bounded.warnings)
     capped = fit_law(law, x, y - 0.5 * (y - y.min()), cap_irreducible=True)
@@ -91,8 +99,8 @@ def test_fixed_tied_and_capped_parameters() -> None:
 def test_overestimate_penalty_shifts_predictions_down() -> None:
     x, y = synthetic(noise=0.02)
     law = get_law("chinchilla")
-    plain = fit_law(law, x, y)
-    cautious = fit_law(law, x, y, overestimate_penalty=10.0)
+    plain = fit_law(law, x, y, grid=SMALL)
+    cautious = fit_law(law, x, y, overestimate_penalty=10.0, grid=SMALL)
     assert np.mean(cautious.predict(x) > y) < np.mean(plain.predict(x) > y)
 
 
@@ -100,18 +108,18 @@ def test_weights_and_squares_loss_run() -> None:
     x, y = synthetic()
     w = np.ones_like(y)
     w[:10] = 0.0
-    fit = fit_law(get_law("chinchilla"), x, y, weights=w, loss="squares")
+    fit = fit_law(get_law("chinchilla"), x, y, weights=w, loss="squares", grid=SMALL)
     assert np.isfinite(fit.objective)
     with pytest.raises(FitError, match="weights"):
-        fit_law(get_law("chinchilla"), x, y, weights=-w)
+        fit_law(get_law("chinchilla"), x, y, weights=-w, grid=SMALL)
 
 
 def test_bootstrap_is_deterministic_and_resamples_groups() -> None:
     x, y = synthetic(n=80)
     groups = np.repeat(np.arange(20), 4)
     law = get_law("chinchilla")
-    a = fit_law(law, x, y, groups=groups, bootstrap=50, seed=3)
-    b = fit_law(law, x, y, groups=groups, bootstrap=50, seed=3)
+    a = fit_law(law, x, y, groups=groups, bootstrap=50, seed=3, grid=SMALL)
+    b = fit_law(law, x, y, groups=groups, bootstrap=50, seed=3, grid=SMALL)
     assert a.n_groups == 20
     assert a.bootstrap_params is not None and a.bootstrap_params.shape == (50, 5)
     np.testing.assert_array_equal(a.bootstrap_params, b.bootstrap_params)
@@ -123,7 +131,7 @@ def test_bootstrap_is_deterministic_and_resamples_groups() -> None:
 
 def test_json_round_trip(tmp_path) -> None:
     x, y = synthetic(n=60)
-    fit = fit_law(get_law("kaplan_lse"), x, y, bootstrap=20)
+    fit = fit_law(get_law("kaplan_lse"), x, y, bootstrap=20, max_iter=100)
     path = tmp_path / "fit.json"
     fit.save(path)
     back = Fit.load(path)
@@ -153,7 +161,7 @@ def test_clear_errors() -> None:
 
 def test_non_convergence_is_reported() -> None:
     x, y = synthetic(n=60)
-    fit = fit_law(get_law("chinchilla"), x, y, max_iter=1, grid={"E": [0.5]})
+    fit = fit_law(get_law("chinchilla"), x, y, max_iter=1, grid=SMALL)
     # scipy's polish still converges from any start; the batched stage reports its own cap
     assert fit.n_starts_converged < fit.n_starts
 

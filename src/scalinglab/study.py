@@ -43,7 +43,7 @@ class Study:
 
 def final_rows(observations: pd.DataFrame) -> pd.DataFrame:
     """The last measurement of every run (most ``tokens`` per ``run_id``)."""
-    if "run_id" not in observations.columns or observations.attrs.get("derived"):
+    if "run_id" not in observations.columns or "run_id" in observations.attrs.get("derived", ()):
         return observations
     idx = observations.groupby("run_id")["tokens"].idxmax()
     return observations.loc[np.sort(idx.to_numpy())]

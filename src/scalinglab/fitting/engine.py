@@ -245,8 +245,28 @@ def fit(
         raise InputError("the table has no 'loss' column")
     observations = select_dataset(observations, dataset)
     x = law_obj.features(observations)
-    groups = observations["run_id"].to_numpy() if "run_id" in observations.columns else None
-    return fit_law(law_obj, x, observations["loss"].to_numpy(dtype=float), groups=groups, **options)
+    return fit_law(
+        law_obj,
+        x,
+        observations["loss"].to_numpy(dtype=float),
+        groups=run_groups(observations),
+        **options,
+    )
+
+
+def run_groups(observations: pd.DataFrame) -> Any:
+    """Run id per row for the bootstrap, or ``None`` when every row is its own run.
+
+    Run ids the loader derived from model size (``attrs["derived"]``) group checkpoints of
+    one run correctly, but a table of final losses without steps would then lump different
+    budgets of one size together: there every row is a run.
+    """
+    if "run_id" not in observations.columns:
+        return None
+    has_steps = "step" in observations.columns and observations["step"].notna().any()
+    if "run_id" in observations.attrs.get("derived", ()) and not has_steps:
+        return None
+    return observations["run_id"].to_numpy()
 
 
 def select_dataset(observations: pd.DataFrame, dataset: str | None) -> pd.DataFrame:

@@ -76,7 +76,7 @@ def fit_command(
         dataset=dataset,
         bootstrap=bootstrap,
         seed=seed,
-        loss=loss,  # type: ignore[arg-type]
+        loss=loss,
         delta=delta,
         fixed=fixed or None,
         tie=parse_assignments(tie, "--tie") or None,

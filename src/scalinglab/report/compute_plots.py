@@ -72,16 +72,20 @@ def plot_isoflop(runs: pd.DataFrame, result: IsoFlopResult) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     cmap = plt.get_cmap("plasma")
     minima = result.minima.sort_values("flops")
-    for i, row in enumerate(minima.itertuples()):
-        color = cmap(i / max(len(minima) - 1, 1) * 0.85)
-        near = np.abs(np.log(flops / row.flops)) < 0.2
-        ax.scatter(runs.loc[near, "params"], runs.loc[near, "loss"], color=color, s=22)
-        grid = np.geomspace(row.params_min, row.params_max, 60)
-        parabola = row.loss_opt + 0.5 * row.curvature * (np.log(grid) - np.log(row.params_opt)) ** 2
-        ax.plot(grid, parabola, color=color, lw=1.5, label=f"C = {row.flops:.1e}")
-        ax.plot(
-            [row.params_opt], [row.loss_opt], marker="*", color=color, ms=12, markeredgecolor="k"
+    for i, rec in enumerate(minima.to_dict(orient="records")):
+        budget, n_opt, loss_opt = (
+            float(rec["flops"]),
+            float(rec["params_opt"]),
+            float(rec["loss_opt"]),
         )
+        color = cmap(i / max(len(minima) - 1, 1) * 0.85)
+        near = np.abs(np.log(flops / budget)) < 0.2
+        ax.scatter(runs.loc[near, "params"], runs.loc[near, "loss"], color=color, s=22)
+        grid = np.geomspace(float(rec["params_min"]), float(rec["params_max"]), 60)
+        curvature = float(rec["curvature"])
+        parabola = loss_opt + 0.5 * curvature * (np.log(grid) - np.log(n_opt)) ** 2
+        ax.plot(grid, parabola, color=color, lw=1.5, label=f"C = {budget:.1e}")
+        ax.plot([n_opt], [loss_opt], marker="*", color=color, ms=12, markeredgecolor="k")
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
     ax.set_ylabel("final loss (nats/token)")

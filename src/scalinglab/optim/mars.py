@@ -395,11 +395,15 @@ def _adam_step(
     """Apply the bias-corrected AdamW step with decoupled weight decay to ``params``."""
     if weight_decay != 0.0:
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-    steps = [s["step"] for s in states]
+    # m̂/(√v̂ + ε) = (√b2/b1)·m/(√v + ε√b2) with bias corrections b1, b2: moving them into
+    # the scalars saves torch.optim.AdamW's pass that divides √v.
+    root_b2 = [math.sqrt(1.0 - beta2 ** s["step"]) for s in states]
+    b1 = [1.0 - beta1 ** s["step"] for s in states]
     denom = torch._foreach_sqrt(exp_avg_sq)
-    torch._foreach_div_(denom, [math.sqrt(1.0 - beta2**t) for t in steps])
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(params, exp_avg, denom, [-lr / (1.0 - beta1**t) for t in steps])
+    torch._foreach_add_(denom, [eps * r for r in root_b2])
+    torch._foreach_addcdiv_(
+        params, exp_avg, denom, [-lr * r / b for r, b in zip(root_b2, b1, strict=True)]
+    )
 
 
 def _orthogonalize(m: Tensor, steps: int, eps: float) -> Tensor:
@@ -412,5 +416,6 @@ def _orthogonalize(m: Tensor, steps: int, eps: float) -> Tensor:
     a, b, c = _NS_COEFFICIENTS
     for _ in range(steps):
         gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        # x ← a·x + (b·G + c·G²)·x, with the scalings fused into the matrix products
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.T if tall else x

@@ -197,7 +197,8 @@ class SweepSpec:
     def _with_budget(self, settings: dict[str, Any], budget: float, run_id: str) -> TrainConfig:
         if self.budget_kind == "tokens":
             return TrainConfig.from_dict({**settings, "tokens": int(budget)}, source=run_id)
-        probe = TrainConfig.from_dict({**settings, "steps": 1}, source=run_id)
+        # N decides the tokens; any long placeholder budget validates the rest of the config
+        probe = TrainConfig.from_dict({**settings, "steps": 1 << 40}, source=run_id)
         from scalinglab.training.trainer import param_count, tokenizer_for
 
         params = param_count(probe, tokenizer_for(probe).vocab_size).total
@@ -257,6 +258,7 @@ class RunOutcome:
     tokens: int | None = None
     final_loss: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    resumed_from: int | None = None
     error: str | None = None
 
 
@@ -275,15 +277,24 @@ class SweepResult:
         return [r for r in self.runs if r.status == "failed"]
 
 
-def _finished_runs(store_path: str | Path) -> set[str]:
+def _finished_runs(store_path: str | Path) -> dict[str, dict[str, float]]:
+    """Runs the store marks finished, with their last loss on each dataset."""
     from scalinglab.data import RunStore
 
     if not Path(store_path).exists():
-        return set()
-    runs = RunStore(store_path).runs()
-    if runs.empty:
-        return set()
-    return set(runs.loc[runs["status"] == "finished", "run_id"].astype(str))
+        return {}
+    store = RunStore(store_path)
+    runs = store.runs()
+    done = runs.loc[runs["status"] == "finished", "run_id"].astype(str).tolist()
+    if not done:
+        return {}
+    obs = store.observations(run_ids=done)
+    # observations come ordered by run, dataset, step: the last row of each pair is the final
+    last = obs.groupby(["run_id", "dataset"], sort=False).tail(1)
+    finals: dict[str, dict[str, float]] = {run: {} for run in done}
+    for run, dataset, loss in last[["run_id", "dataset", "loss"]].itertuples(index=False):
+        finals[str(run)][str(dataset)] = float(loss)
+    return finals
 
 
 def _worker_run(config: TrainConfig) -> RunOutcome:
@@ -305,6 +316,7 @@ def _worker_run(config: TrainConfig) -> RunOutcome:
         tokens=result.tokens,
         final_loss=result.final_loss,
         seconds=time.perf_counter() - tick,
+        resumed_from=result.resumed_from,
     )
 
 
@@ -363,7 +375,7 @@ def run_sweep(
     total = len(configs)
     for config in configs:
         if config.name in finished:
-            outcomes.append(RunOutcome(config.name, "skipped"))
+            outcomes.append(RunOutcome(config.name, "skipped", final_loss=finished[config.name]))
             if on_run is not None:
                 on_run(outcomes[-1], len(outcomes), total)
     todo = sorted((c for c in configs if c.name not in finished), key=_estimated_cost, reverse=True)
@@ -390,6 +402,7 @@ def summarize(outcomes: Sequence[RunOutcome]) -> list[dict[str, Any]]:
         row["tokens"] = o.tokens
         row.update({f"loss[{k}]": v for k, v in o.final_loss.items()})
         row["seconds"] = round(o.seconds, 1)
+        row["resumed_from"] = o.resumed_from
         if o.error:
             row["error"] = o.error
         rows.append(row)

@@ -9,7 +9,7 @@ splits are cached too, so a sweep tokenizes each corpus once.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -104,8 +104,10 @@ def _train_bpe(corpus: Corpus, vocab_size: int) -> BPETokenizer:
     return BPETokenizer(path.read_text(encoding="utf-8"), name)
 
 
-def get_tokenizer(spec: str, corpus: Corpus) -> Tokenizer:
+def get_tokenizer(spec: str, corpus: Corpus | Callable[[], Corpus]) -> Tokenizer:
     """The tokenizer named by ``spec``, trained on ``corpus``'s training split if it is a BPE.
+
+    ``corpus`` may be a function that loads it: only a BPE needs the text.
 
     Raises
     ------
@@ -122,7 +124,7 @@ def get_tokenizer(spec: str, corpus: Corpus) -> Tokenizer:
             raise SpecError(f"tokenizer '{spec}': expected bpe:VOCAB, e.g. bpe:4096") from None
         if not 257 <= vocab_size <= 65536:
             raise SpecError(f"tokenizer '{spec}': vocabulary must be in 257..65536")
-        return _train_bpe(corpus, vocab_size)
+        return _train_bpe(corpus if isinstance(corpus, Corpus) else corpus(), vocab_size)
     raise SpecError(f"unknown tokenizer '{spec}'; use 'byte' or 'bpe:VOCAB' (e.g. bpe:4096)")
 
 

@@ -92,7 +92,7 @@ def _corpus(spec: str, val_fraction: float) -> Corpus:
 
 @lru_cache(maxsize=8)
 def _tokenizer(spec: str, train_spec: str, val_fraction: float) -> Tokenizer:
-    return get_tokenizer(spec, _corpus(train_spec, val_fraction))
+    return get_tokenizer(spec, lambda: _corpus(train_spec, val_fraction))
 
 
 @lru_cache(maxsize=16)
@@ -402,7 +402,7 @@ def _train(
                     nn.utils.clip_grad_norm_(raw_model.parameters(), config.grad_clip)
                 return loss
 
-            loss = optimizer.step(closure)
+            loss = cast(torch.Tensor, optimizer.step(closure))
             scheduler.step()
             done = step + 1
             train_seconds += time.perf_counter() - tick
@@ -433,7 +433,7 @@ def _train(
                     },
                 )
             if bar.bar is not None:  # reading the loss syncs the device: only when shown
-                bar.update(done, float(loss), trained_tokens / max(train_seconds, 1e-9))
+                bar.update(done, float(loss.detach()), trained_tokens / max(train_seconds, 1e-9))
             if on_step is not None:
                 on_step(done, metrics)
     except BaseException as err:

@@ -22,6 +22,13 @@ from scalinglab.schedules.base import (
     WSDSchedule,
 )
 from scalinglab.schedules.logged import schedule_from_lr
+from scalinglab.schedules.optimize import (
+    Candidate,
+    ScheduleChoice,
+    choose_schedule,
+    optimize_monotone,
+    wsd_grid,
+)
 from scalinglab.schedules.spec import parse_schedule
 from scalinglab.schedules.torch_factor import torch_lambda, torch_scheduler
 
@@ -30,6 +37,7 @@ __all__ = [
     "DEFAULT_DECAY",
     "SCHEDULE_KINDS",
     "WARMUP_SHAPES",
+    "Candidate",
     "ConstantSchedule",
     "CosineSchedule",
     "CyclicCosineSchedule",
@@ -38,13 +46,17 @@ __all__ = [
     "MultiStepSchedule",
     "ParametricSchedule",
     "Schedule",
+    "ScheduleChoice",
     "TabulatedSchedule",
     "WSDSchedule",
+    "choose_schedule",
     "lr_areas",
     "lr_drops",
+    "optimize_monotone",
     "parse_schedule",
     "schedule_from_lr",
     "torch_lambda",
     "torch_scheduler",
     "warmup_end",
+    "wsd_grid",
 ]

@@ -20,6 +20,9 @@ first step ``x_0 = x_1`` as in the paper's algorithm, so ``c_1 = g_1``.
 Parameters that are not matrices (``ndim != 2``: biases, norm gains) get plain AdamW with
 their own betas, weight decay and learning-rate multiplier, as in the authors' experiments,
 unless ``mars_1d=True``. All arithmetic runs on lists of tensors with ``torch._foreach_*``.
+
+State per MARS tensor: ``exp_avg``, ``last_grad`` and (AdamW variant) ``exp_avg_sq``, in the
+parameter's dtype; exact mode adds ``previous``, a copy of every parameter.
 """
 
 from __future__ import annotations
@@ -261,7 +264,7 @@ class MARS(Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["last_grad"] = g.clone(memory_format=torch.preserve_format)
             state["step"] += 1
-        # c_t is built in the last-gradient buffers, which approx mode refills with g_t below:
+        # c_t is built in the last-gradient buffers, which are refilled with g_t below:
         # last + (1 + k)(g − last) = g + k(g − last).
         corrected = [s["last_grad"] for s in states]
         k = group["gamma"] * beta1 / (1.0 - beta1)
@@ -290,8 +293,9 @@ class MARS(Optimizer):
             if wd != 0.0:
                 torch._foreach_mul_(params, 1.0 - lr * wd)
             torch._foreach_add_(params, directions, alpha=-lr)
-        if self.mode == "approx":
-            torch._foreach_copy_(corrected, grads)
+        # g_t is the next step's g_{t−1} in approx mode; exact mode overwrites it before use,
+        # but keeping it makes the saved state mean the same in both modes.
+        torch._foreach_copy_(corrected, grads)
 
     def _adamw_update(self, group: dict[str, Any], params: list[Tensor]) -> None:
         beta1, beta2 = group["betas_1d"]

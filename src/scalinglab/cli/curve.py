@@ -1,0 +1,501 @@
+"""``scalinglab curve fit|predict|compare|optimize``: schedule-aware loss curves."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+from matplotlib.figure import Figure
+
+from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli.compute import parse_assignments, parse_float
+from scalinglab.cli.main import app
+from scalinglab.errors import InputError, SpecError
+from scalinglab.fitting import Fit, fit
+from scalinglab.laws import get_law
+from scalinglab.laws.curve import (
+    WARMUP_MODES,
+    CurveLaw,
+    curve_errors,
+    curve_law,
+    final_loss_model,
+    predict_curve,
+    run_schedule,
+)
+from scalinglab.schedules import ParametricSchedule, Schedule, choose_schedule, parse_schedule
+
+curve_app = typer.Typer(
+    help="Loss curves from learning-rate schedules: fit, predict, compare laws, choose a schedule.",
+    no_args_is_help=True,
+)
+app.add_typer(curve_app, name="curve")
+
+CURVE_LAWS = ("annealing", "annealing_size", "multipower")
+
+CurvesArg = Annotated[
+    list[Path],
+    typer.Argument(help="Curve files (CSV, Parquet, JSONL) with step, lr or schedule, loss."),
+]
+LawOpt = Annotated[str, typer.Option(help=f"Curve law: {', '.join(CURVE_LAWS)}.")]
+DecayOpt = Annotated[
+    float | None, typer.Option(help="Annealing momentum decay λ (annealing laws; 0.999).")
+]
+WarmupOpt = Annotated[
+    str, typer.Option(help=f"Warmup handling: {', '.join(WARMUP_MODES)} (see docs).")
+]
+ScheduleOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--schedule",
+        help="RUN=SPEC: the schedule of a run (glob on run ids), e.g. "
+        "'cosine_24000=cosine:peak=3e-4,total=24000,warmup=2160,final=3e-5'. "
+        "Default: the run's logged lr.",
+    ),
+]
+ParamsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--params", help="RUN=N: model size of runs (glob), for annealing_size."),
+]
+DatasetOpt = Annotated[str | None, typer.Option(help="Dataset whose loss to use.")]
+PlotOpt = Annotated[
+    Path | None, typer.Option(help="Write a plot of observed and predicted curves here.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def load_curves(
+    paths: Sequence[Path],
+    schedules: list[str] | None = None,
+    params: list[str] | None = None,
+) -> pd.DataFrame:
+    """Curves from files, one run per file unless the file has a ``run_id`` column.
+
+    A file without ``run_id`` is one run named after the file (``folder/name`` when two
+    files share a name). ``schedules`` and ``params`` are ``RUN=VALUE`` assignments whose
+    ``RUN`` is a glob on run ids.
+    """
+    from scalinglab.data import load_observations
+
+    if not paths:
+        raise SpecError("give at least one curve file")
+    stems = [p.stem for p in paths]
+    clash = len(set(stems)) < len(stems)
+    frames = []
+    for path in paths:
+        df = load_observations(path, required=("step", "loss"))
+        if "run_id" in df.attrs.get("derived", ()):
+            df["run_id"] = f"{path.parent.name}/{path.stem}" if clash else path.stem
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)
+    table.attrs["source"] = ", ".join(p.name for p in paths)
+    table.attrs["rows_per_file"] = [len(f) for f in frames]
+    _assign(table, parse_assignments(schedules, "--schedule"), "schedule", _spec)
+    _assign(
+        table, parse_assignments(params, "--params"), "params", lambda v: parse_float(v, "--params")
+    )
+    return table
+
+
+def _assign(table: pd.DataFrame, items: Mapping[str, str], column: str, convert: Any) -> None:
+    """Set ``column`` of the runs matching each ``RUN`` glob to ``convert(VALUE)``."""
+    runs = table["run_id"].astype(str)
+    for pattern, raw in items.items():
+        hit = runs.map(lambda r, p=pattern: fnmatch.fnmatchcase(r, p)).to_numpy(dtype=bool)
+        if not hit.any():
+            raise SpecError(
+                f"--{column} {pattern}: no run matches; runs are {', '.join(runs.unique())}"
+            )
+        if column not in table.columns:
+            table[column] = None
+        table[column] = table[column].astype(object)
+        table.loc[hit, column] = convert(raw)
+
+
+def _spec(text: str) -> str:
+    """Validate a schedule spec now, so that a typo is reported as the user wrote it."""
+    return parse_schedule(text).spec()
+
+
+def _law(name: str, decay: float | None, warmup: str) -> CurveLaw:
+    if name not in CURVE_LAWS:
+        raise SpecError(f"unknown curve law '{name}'; use one of {', '.join(CURVE_LAWS)}")
+    config: dict[str, Any] = {"warmup": warmup}
+    if decay is not None:
+        if name == "multipower":
+            raise SpecError("--decay applies to the annealing laws, not multipower")
+        config["decay"] = decay
+    law = get_law(name, **config)
+    assert isinstance(law, CurveLaw)
+    return law
+
+
+def _fixed(fix: list[str] | None) -> dict[str, float]:
+    return {k: parse_float(v, f"--fix {k}") for k, v in parse_assignments(fix, "--fix").items()}
+
+
+def _select(table: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
+    from scalinglab.fitting.engine import select_dataset
+
+    return select_dataset(table, dataset)
+
+
+def _error_rows(errors: pd.DataFrame, law: str | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for rec in errors.to_dict("records"):
+        row = {"law": law} if law is not None else {}
+        row.update(
+            {
+                "run_id": rec["run_id"],
+                "points": rec["points"],
+                "mean_err_pct": 100 * rec["mean_rel_error"],
+                "max_err_pct": 100 * rec["max_rel_error"],
+                "final_err_pct": 100 * rec["final_rel_error"],
+            }
+        )
+        rows.append(row)
+    return rows
+
+
+def _curves_for_plot(result: Fit, table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Predicted curve of every run of ``table`` over its observed steps, for plots."""
+    law = curve_law(result)
+    out = {}
+    source = str(table.attrs.get("source", "<DataFrame>"))
+    for run, rows in table.groupby(table["run_id"].astype(str), sort=False):
+        sched = run_schedule(rows, source=source)
+        first, last = int(rows["step"].min()), int(rows["step"].max())
+        steps = np.unique(np.r_[np.arange(first, last + 1, 16), last])
+        n = float(rows["params"].iloc[0]) if "params" in law.inputs else None
+        out[str(run)] = (steps, predict_curve(result, sched, steps, model_params=n))
+    return out
+
+
+def plot_curves(
+    path: Path,
+    predicted: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    observed: pd.DataFrame | None = None,
+    *,
+    title: str = "",
+    schedules: Mapping[str, Schedule] | None = None,
+) -> None:
+    """Observed points and predicted curves (and, optionally, the schedules above them)."""
+    fig = Figure(figsize=(8, 7.5 if schedules else 5))
+    axes = fig.subplots(2 if schedules else 1, 1, sharex=True, squeeze=False)[:, 0]
+    ax = axes[-1]
+    for i, (name, (steps, loss)) in enumerate(predicted.items()):
+        color = f"C{i % 10}"
+        ax.plot(steps, loss, color=color, lw=1.5, label=f"{name} (predicted)")
+        if observed is not None:
+            rows = observed[observed["run_id"].astype(str) == name]
+            if len(rows):
+                ax.plot(rows["step"], rows["loss"], ".", color=color, ms=3, label=f"{name}")
+    losses = np.concatenate([loss for _, loss in predicted.values()])
+    finite = losses[np.isfinite(losses)]
+    if finite.size:
+        # the start of training dwarfs the differences between schedules: zoom on the rest
+        ax.set_ylim(finite.min() - 0.02 * np.ptp(finite), np.quantile(finite, 0.98))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    if schedules:
+        for i, (name, sched) in enumerate(schedules.items()):
+            axes[0].plot(sched.array(), color=f"C{i % 10}", lw=1.2, label=name)
+        axes[0].set_ylabel("learning rate")
+        axes[0].legend(fontsize=7)
+        axes[0].grid(alpha=0.3)
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+@curve_app.command("fit")
+@user_errors
+def fit_command(
+    data: CurvesArg,
+    law: LawOpt = "multipower",
+    decay: DecayOpt = None,
+    warmup: WarmupOpt = "s1",
+    schedule: ScheduleOpt = None,
+    params: ParamsOpt = None,
+    dataset: DatasetOpt = None,
+    fix: Annotated[list[str] | None, typer.Option(help="Hold a parameter: NAME=VALUE.")] = None,
+    bootstrap: Annotated[int, typer.Option(help="Run-resampled refits for 95% CIs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write the fit as JSON here.")] = None,
+    plot: PlotOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit a loss-curve law to one or more training curves."""
+    table = _select(load_curves(data, schedule, params), dataset)
+    result = fit(
+        table,
+        _law(law, decay, warmup),
+        fixed=_fixed(fix) or None,
+        bootstrap=bootstrap,
+        seed=seed,
+    )
+    errors = curve_errors(result, table)
+    if out is not None:
+        result.save(out)
+    if plot is not None:
+        plot_curves(plot, _curves_for_plot(result, table), table, title=f"{law} fit")
+    if as_json:
+        print_json(
+            result.to_dict()
+            | {
+                "fit_errors": _error_rows(errors),
+                "saved_to": str(out) if out else None,
+                "plot": str(plot) if plot else None,
+            }
+        )
+        return
+    cis = result.ci() if result.bootstrap_params is not None else {}
+    print_table(
+        [
+            {"parameter": n, "value": v, "ci95_low": cis.get(n, ("", ""))[0],
+             "ci95_high": cis.get(n, ("", ""))[1]}
+            for n, v in result.params.items()
+        ],
+        title=f"{law} fit to {table.attrs['source']}",
+        columns=["parameter", "value", "ci95_low", "ci95_high"] if cis else ["parameter", "value"],
+    )  # fmt: skip
+    print_table(_error_rows(errors), title="fit error per curve (%)")
+    console.print(
+        f"objective {fmt(result.objective)} · {result.n_points} points in {result.n_groups} "
+        f"curves · converged: {result.converged}"
+    )
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    for label, path in (("saved to", out), ("plot saved to", plot)):
+        if path is not None:
+            console.print(f"{label} {path}")
+
+
+@curve_app.command("predict")
+@user_errors
+def predict_command(
+    fit_file: Annotated[Path, typer.Argument(help="A fit written by `curve fit --out`.")],
+    specs: Annotated[
+        list[str] | None, typer.Argument(help="Schedule specs to predict, e.g. 'cosine:...'.")
+    ] = None,
+    data: Annotated[
+        list[Path] | None, typer.Option(help="Observed curves to compare with (repeatable).")
+    ] = None,
+    schedule: ScheduleOpt = None,
+    params: ParamsOpt = None,
+    model_params: Annotated[
+        float | None, typer.Option(help="Model size N for the specs (annealing_size).")
+    ] = None,
+    every: Annotated[int, typer.Option(help="Step interval of the predicted curve.")] = 1000,
+    dataset: DatasetOpt = None,
+    plot: PlotOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict the loss curve of any schedule (and check it against observed curves)."""
+    result = Fit.load(fit_file)
+    law = curve_law(result)
+    if not specs and not data:
+        raise SpecError("give schedule specs to predict and/or --data curves to compare with")
+    if every < 1:
+        raise SpecError(f"--every must be at least 1, got {every}")
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    schedules: dict[str, Schedule] = {}
+    for spec in specs or []:
+        sched = parse_schedule(spec)
+        steps = np.unique(np.r_[np.arange(every, sched.total + 1, every), sched.total])
+        curves[sched.spec()] = (
+            steps,
+            predict_curve(result, sched, steps, model_params=model_params),
+        )
+        schedules[sched.spec()] = sched
+    table = None
+    errors: list[dict[str, Any]] = []
+    if data:
+        table = _select(load_curves(data, schedule, params), dataset)
+        errors = _error_rows(curve_errors(result, table))
+        curves |= _curves_for_plot(result, table)
+    if plot is not None:
+        plot_curves(plot, curves, table, title=f"{law.name} predictions")
+    rows = [
+        {"schedule": name, "steps": int(steps[-1]), "final_loss": float(loss[-1])}
+        for name, (steps, loss) in curves.items()
+        if name in schedules
+    ]
+    if as_json:
+        print_json(
+            {
+                "law": law.name,
+                "predictions": [
+                    {"schedule": name, "step": steps, "loss": loss}
+                    for name, (steps, loss) in curves.items()
+                    if name in schedules
+                ],
+                "errors": errors,
+                "plot": str(plot) if plot else None,
+            }
+        )
+        return
+    if rows:
+        print_table(rows, title=f"predicted final loss ({law.name})")
+    if errors:
+        print_table(errors, title="prediction error per observed curve (%)")
+    if plot is not None:
+        console.print(f"plot saved to {plot}")
+
+
+@curve_app.command("compare")
+@user_errors
+def compare_command(
+    train: Annotated[list[Path], typer.Option(help="Curves to fit on (repeatable).")],
+    test: Annotated[list[Path], typer.Option(help="Held-out curves to predict (repeatable).")],
+    law: Annotated[
+        list[str] | None, typer.Option(help="Laws to compare (default annealing, multipower).")
+    ] = None,
+    decay: DecayOpt = None,
+    warmup: WarmupOpt = "s1",
+    schedule: ScheduleOpt = None,
+    params: ParamsOpt = None,
+    dataset: DatasetOpt = None,
+    plot: PlotOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit each law on some curves and compare their predictions of held-out curves."""
+    names = law or ["annealing", "multipower"]
+    twice = {p.resolve() for p in train} & {p.resolve() for p in test}
+    if twice:
+        raise InputError(f"curves both fitted and held out: {', '.join(p.name for p in twice)}")
+    # one table, so that run names and --schedule/--params cover both sets
+    both = load_curves([*train, *test], schedule, params)
+    n_train = sum(both.attrs["rows_per_file"][: len(train)])
+    train_table = _select(both.iloc[:n_train], dataset)
+    test_table = _select(both.iloc[n_train:], dataset)
+    train_table.attrs["source"] = ", ".join(p.name for p in train)
+    overlap = set(train_table["run_id"].astype(str)) & set(test_table["run_id"].astype(str))
+    if overlap:
+        raise InputError(f"runs both fitted and held out: {', '.join(sorted(overlap))}")
+    per_curve: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
+    fits: dict[str, Fit] = {}
+    for name in names:
+        result = fit(train_table, _law(name, decay if name != "multipower" else None, warmup))
+        fits[name] = result
+        errors = curve_errors(result, test_table)
+        per_curve.extend(_error_rows(errors, name))
+        summary.append(
+            {
+                "law": name,
+                "mean_err_pct": 100 * float(errors["mean_rel_error"].mean()),
+                "max_err_pct": 100 * float(errors["max_rel_error"].max()),
+                "fit_objective": result.objective,
+            }
+        )
+    best = min(summary, key=lambda r: r["mean_err_pct"])["law"]
+    if plot is not None:
+        result = fits[best]
+        plot_curves(
+            plot,
+            _curves_for_plot(result, test_table),
+            test_table,
+            title=f"held-out curves, {best} fitted on {train_table.attrs['source']}",
+        )
+    if as_json:
+        print_json(
+            {
+                "summary": summary,
+                "per_curve": per_curve,
+                "best": best,
+                "params": {k: f.params for k, f in fits.items()},
+                "plot": str(plot) if plot else None,
+            }
+        )
+        return
+    print_table(per_curve, title="held-out error per curve (%)")
+    print_table(summary, title="held-out error per law (%)")
+    console.print(f"lowest mean error: [bold]{best}[/]")
+    if plot is not None:
+        console.print(f"plot saved to {plot}")
+
+
+@curve_app.command("optimize")
+@user_errors
+def optimize_command(
+    fit_file: Annotated[Path, typer.Argument(help="A fit written by `curve fit --out`.")],
+    total: Annotated[int, typer.Option(help="Number of optimizer steps (the budget).")],
+    peak: Annotated[float, typer.Option(help="Peak learning rate.")],
+    warmup: Annotated[int, typer.Option(help="Linear warmup steps (from 0).")] = 0,
+    final: Annotated[float, typer.Option(help="Floor of every schedule (cosine's end).")] = 0.0,
+    model_params: Annotated[
+        float | None, typer.Option(help="Model size N (annealing_size).")
+    ] = None,
+    knots: Annotated[int, typer.Option(help="Knots of the free schedule.")] = 40,
+    save_schedule: Annotated[
+        Path | None, typer.Option(help="Write the recommended schedule as a step,lr CSV here.")
+    ] = None,
+    plot: PlotOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Choose a schedule for a fixed step budget: WSD cooldown grid and a free monotone one."""
+    result = Fit.load(fit_file)
+    choice = choose_schedule(
+        final_loss_model(result, model_params=model_params),
+        total=total,
+        peak=peak,
+        warmup=warmup,
+        final=final,
+        knots=knots,
+    )
+    rec = choice.recommended
+    rows = [
+        {
+            "schedule": c.name,
+            "spec": (
+                c.schedule.spec() if isinstance(c.schedule, ParametricSchedule) else "free (knots)"
+            ),
+            "final_loss": c.final_loss,
+            "gain_vs_cosine": choice.gain_over(choice.cosine, c),
+            "gain_vs_wsd20": choice.gain_over(choice.wsd20, c),
+        }
+        for c in choice.candidates
+    ]
+    if save_schedule is not None:
+        pd.DataFrame({"step": np.arange(total), "lr": rec.schedule.array()}).to_csv(
+            save_schedule, index=False
+        )
+    if plot is not None:
+        scheds = {c.name: c.schedule for c in choice.candidates}
+        every = max(total // 400, 1)
+        # from a tenth of the run on: the first steps would dwarf the differences
+        steps = np.unique(np.r_[np.arange(max(warmup, total // 10, 1), total + 1, every), total])
+        curves = {
+            name: (steps, predict_curve(result, s, steps, model_params=model_params))
+            for name, s in scheds.items()
+        }
+        plot_curves(plot, curves, title=f"schedules for {total} steps", schedules=scheds)
+    if as_json:
+        print_json(
+            {
+                "law": result.law.name,
+                "total": total,
+                "candidates": rows,
+                "recommended": rec.name,
+                "wsd_grid": choice.wsd_grid,
+                "knots": {"step": choice.knots[0], "lr": choice.knots[1]},
+                "saved_to": str(save_schedule) if save_schedule else None,
+                "plot": str(plot) if plot else None,
+            }
+        )
+        return
+    print_table(rows, title=f"predicted final loss after {total} steps ({result.law.name})")
+    console.print(
+        f"recommended: [bold]{rec.name}[/], {fmt(choice.gain_over(choice.cosine, rec))} nats "
+        f"below cosine and {fmt(choice.gain_over(choice.wsd20, rec))} below WSD-20%"
+    )
+    for label, path in (("schedule saved to", save_schedule), ("plot saved to", plot)):
+        if path is not None:
+            console.print(f"{label} {path}")

@@ -226,7 +226,7 @@ def test_curve_input_errors_are_clear() -> None:
     negative = pd.DataFrame(
         {"run_id": "r", "step": [1, 2, 3], "lr": [1e-3, -1e-3, 1e-3], "loss": 3}
     )
-    with pytest.raises(InputError, match="column 'lr': learning rate must be finite and >= 0"):
+    with pytest.raises(InputError, match="row 2, column 'lr': run r: learning rate must be"):
         law.features(negative)
     with pytest.raises(InputError, match="run cosine: no learning-rate area before step 100"):
         AnnealingLaw(warmup="neither").features(good.assign(step=good["step"] - 150))

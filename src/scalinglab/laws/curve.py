@@ -90,9 +90,8 @@ class CurveLaw(Law):
         """Per-point features, computed run by run from each run's learning-rate schedule."""
         df = observations
         source = str(df.attrs.get("source", "<DataFrame>"))
-        for col in ("step", "loss"):
-            if col not in df.columns:
-                raise InputError(f"law '{self.name}' needs a '{col}' column", source=source)
+        if "step" not in df.columns:
+            raise InputError(f"law '{self.name}' needs a 'step' column", source=source)
         if "lr" not in df.columns and "schedule" not in df.columns:
             raise InputError(
                 f"law '{self.name}' needs each run's learning rate: an 'lr' column or a "
@@ -108,14 +107,20 @@ class CurveLaw(Law):
             run_df = df.iloc[rows]
             run_name = str(runs[rows[0]]) if runs is not None else "the run"
             steps = steps_all[rows]
-            lr = run_lr(run_df, int(steps.max()), source=source)
             model_params = None
             if "params" in self.inputs:
                 model_params = _one_value(run_df, "params", run_name, source)
             try:
+                lr = run_lr(run_df, int(steps.max()), source=source)
                 feats = self.curve_features(lr, steps, model_params=model_params)
             except InputError as err:
-                raise InputError(f"run {run_name}: {err.reason}", source=source) from None
+                raise InputError(
+                    f"run {run_name}: {err.reason}",
+                    source=err.source or source,
+                    row=err.row,
+                    column=err.column,
+                    value=err.value,
+                ) from None
             for name, values in feats.items():
                 if name not in out:
                     out[name] = np.zeros((len(df), *values.shape[1:]))
@@ -252,6 +257,15 @@ def run_schedule(run: pd.DataFrame, *, source: str = "<DataFrame>") -> Schedule:
     keep = ~np.isnan(lr)
     if not keep.any():
         raise InputError("the run has no logged learning rate", source=source, column="lr")
+    bad = np.flatnonzero(keep & ~(np.isfinite(lr) & (lr >= 0)))
+    if bad.size:
+        raise InputError(
+            "learning rate must be finite and >= 0",
+            source=source,
+            row=_row(run, int(bad[0])),
+            column="lr",
+            value=float(lr[bad[0]]),
+        )
     steps, lr = steps[keep], lr[keep]
     # losses on several datasets repeat a step: keep one learning rate per step
     uniq, first = np.unique(steps, return_index=True)

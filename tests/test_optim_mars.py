@@ -220,14 +220,16 @@ def test_matches_reference_for_100_steps(variant: str, options: str, mode: str) 
             }
             for g in GROUPS
         ]
-        opt = CLASSES[variant](groups, mode=mode)  # type: ignore[arg-type]
+        opt = CLASSES[variant](groups, mode=mode, ns_dtype=torch.float64)  # type: ignore[arg-type]
         hparams = {
             n: {**DEFAULTS, **{k: v for k, v in g.items() if k != "names"}}
             for g in GROUPS
             for n in g["names"]
         }
     else:
-        opt = CLASSES[variant](params.values(), mode=mode, **OPTIONS[options])
+        opt = CLASSES[variant](
+            params.values(), mode=mode, ns_dtype=torch.float64, **OPTIONS[options]
+        )
         hparams = {n: {**DEFAULTS, **OPTIONS[options]} for n in params}
     # A scheduler on every run: the update must follow the group's current lr.
     factors = [min(1.0, (t + 1) / 10) * 0.5 ** (t / 50) for t in range(STEPS)]
@@ -243,7 +245,7 @@ def test_matches_reference_for_100_steps(variant: str, options: str, mode: str) 
 def test_matches_reference_in_float32(variant: str) -> None:
     init, batches = make_params(1, torch.float32), make_batches(1, STEPS, torch.float32)
     params = as_parameters(init)
-    opt = CLASSES[variant](params.values(), lr=1e-2, weight_decay=0.01)
+    opt = CLASSES[variant](params.values(), lr=1e-2, weight_decay=0.01, ns_dtype=torch.float32)
     train(opt, params, batches)
     hparams = {n: {**DEFAULTS, "lr": 1e-2, "weight_decay": 0.01} for n in params}
     expected = reference_run(variant, "approx", init, hparams, batches, [1.0] * STEPS)
@@ -251,6 +253,18 @@ def test_matches_reference_in_float32(variant: str) -> None:
     # arithmetic (ε = 6e-8 per operation, parameters of order 1) for 100 steps.
     for n, p in params.items():
         assert float((p.detach() - expected[n]).abs().max()) <= 1e-5, n
+
+
+def test_bfloat16_newton_schulz_approximates_the_exact_iteration() -> None:
+    """The default bf16 products give the float64 iteration's step to within 5%."""
+    init, batches = make_params(2), make_batches(2, 5)
+    hparams = {n: {**DEFAULTS, "lr": 1e-2} for n in init}
+    expected = reference_run("shampoo", "approx", init, hparams, batches, [1.0] * 5)
+    params = as_parameters(init)
+    train(MARSShampoo(params.values(), lr=1e-2), params, batches)
+    for n in ("W", "V"):
+        moved = (expected[n] - init[n]).abs().max()
+        assert float((params[n].detach() - expected[n]).abs().max()) < 0.05 * float(moved), n
 
 
 def test_first_step_has_no_correction() -> None:
@@ -455,6 +469,8 @@ def test_sparse_gradients_are_refused() -> None:
         ({"weight_decay_1d": -1}, "weight_decay_1d must be"),
         ({"lr_1d_scale": -2}, "lr_1d_scale must be"),
         ({"ns_steps": 0}, "ns_steps must be an integer >= 1, got 0"),
+        ({"ns_dtype": torch.int32}, "ns_dtype must be a floating torch dtype, got torch.int32"),
+        ({"ns_dtype": "bf16"}, "ns_dtype must be a floating torch dtype, got 'bf16'"),
         ({"mode": "fast"}, "mode must be 'approx' or 'exact', got 'fast'"),
     ],
 )

@@ -82,6 +82,10 @@ class MARS(Optimizer):
         instead of plain AdamW.
     ns_steps
         Newton–Schulz iterations (MARS-Shampoo only).
+    ns_dtype
+        Floating dtype of the Newton–Schulz products (MARS-Shampoo only). bfloat16, as the
+        authors use, is about twice as fast as float32 on CPU and far faster on GPU; the
+        iteration only approximates the orthogonal factor anyway.
     mode
         ``"approx"``: ``g_{t−1}`` is the last step's gradient. ``"exact"``: ``g_{t−1}`` is
         re-evaluated at the previous parameters on the current batch: call
@@ -92,7 +96,7 @@ class MARS(Optimizer):
     ------
     SpecError
         A hyperparameter is out of range (negative lr, eps, weight decay or γ; a beta outside
-        [0, 1); ``ns_steps < 1``) or ``mode`` is unknown.
+        [0, 1); ``ns_steps < 1``; ``ns_dtype`` not a floating dtype) or ``mode`` is unknown.
     """
 
     variant: ClassVar[Variant] = "adamw"
@@ -111,6 +115,7 @@ class MARS(Optimizer):
         weight_decay_1d: float = 0.1,
         mars_1d: bool = False,
         ns_steps: int = 5,
+        ns_dtype: torch.dtype = torch.bfloat16,
         mode: Mode = "approx",
     ) -> None:
         if mode not in ("approx", "exact"):
@@ -131,6 +136,7 @@ class MARS(Optimizer):
             "weight_decay_1d": weight_decay_1d,
             "mars_1d": mars_1d,
             "ns_steps": ns_steps,
+            "ns_dtype": ns_dtype,
         }
         super().__init__(params, defaults)
 
@@ -285,9 +291,9 @@ class MARS(Optimizer):
                 directions = torch._foreach_sign(exp_avg)
             else:
                 directions = [
-                    _orthogonalize(m, group["ns_steps"], group["eps"])
-                    .mul_(math.sqrt(max(1.0, m.shape[0] / m.shape[1])))
+                    _orthogonalize(m, group["ns_steps"], group["eps"], group["ns_dtype"])
                     .to(m.dtype)
+                    .mul_(math.sqrt(max(1.0, m.shape[0] / m.shape[1])))
                     for m in exp_avg
                 ]
             if wd != 0.0:
@@ -364,6 +370,9 @@ def _check_group(owner: str, group: dict[str, Any]) -> None:
     steps = group["ns_steps"]
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise bad("ns_steps", "an integer >= 1", steps)
+    dtype = group["ns_dtype"]
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise bad("ns_dtype", "a floating torch dtype", dtype)
 
 
 @torch.no_grad()
@@ -410,9 +419,9 @@ def _adam_step(
     )
 
 
-def _orthogonalize(m: Tensor, steps: int, eps: float) -> Tensor:
-    """Approximate ``U Vᵀ`` of ``m = U Σ Vᵀ`` by Newton–Schulz, in at least float32."""
-    x = m.to(torch.promote_types(m.dtype, torch.float32))
+def _orthogonalize(m: Tensor, steps: int, eps: float, dtype: torch.dtype) -> Tensor:
+    """Approximate ``U Vᵀ`` of ``m = U Σ Vᵀ`` by Newton–Schulz, computed in ``dtype``."""
+    x = m.to(dtype)
     x = x / (torch.linalg.vector_norm(x) + eps)
     tall = x.shape[0] > x.shape[1]
     if tall:

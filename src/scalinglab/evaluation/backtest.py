@@ -1,0 +1,889 @@
+"""Backtests: fit the smaller models of a family, forecast the largest, score by ARE.
+
+Definitions (after Choshen, Zhang & Andreas 2024, "A Hitchhiker's Guide to Scaling Law
+Estimation"):
+
+- **family**: runs that share a recipe and differ in size; it needs at least three sizes.
+- **target**: the run forecast, by default the largest model of the family (the run with the
+  most parameters, the longest among equals). The *k* smallest model sizes below the target's
+  are the training models.
+- **fraction p**: the training models are seen only up to ``p`` of their own run length.
+- **target fraction q**: optionally the first ``q`` of the target's own run is seen too.
+- **test checkpoints**: the target's checkpoints from :data:`TEST_FROM` (70%) of its run on,
+  and at or after the fit's early-token cutoff. **ARE** is the mean absolute relative error
+  of the forecast over them.
+- **no-fit baselines**, computed beside every result from the same visible checkpoints, with no
+  cutoff: the *source* run is the target when part of it is seen (``q > 0``), otherwise the
+  largest training model (the longest among equals); ``last_loss`` forecasts every test
+  checkpoint by the source's last visible loss, ``mean_last_5`` by the mean of its last five
+  visible losses. A fit worth making beats both.
+
+Every scenario (k, p, q) and fitting choice of a family is fitted in one batched optimisation:
+each is a row of per-point weights over the family's checkpoints (zero where a checkpoint is
+not seen), so one vectorised L-BFGS run replaces hundreds of separate fits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from scalinglab.errors import FitError, InputError
+from scalinglab.evaluation.checkpoints import (
+    GUIDE_MIN_TOKENS,
+    Weighting,
+    group_weights,
+    run_weights,
+    select_checkpoints,
+)
+from scalinglab.evaluation.families import MIN_SIZES
+from scalinglab.evaluation.metrics import are
+from scalinglab.evaluation.subspace import SubspaceLaw, pca_law, relation_law
+from scalinglab.fitting import RobustLoss
+from scalinglab.fitting.engine import _Objective
+from scalinglab.fitting.optimize import batched_lbfgs
+from scalinglab.fitting.parameters import ParameterMap
+from scalinglab.laws.base import FloatArray, Law, get_law
+
+#: test checkpoints start at this fraction of the target's run
+TEST_FROM = 0.7
+#: fractions p of the training models' runs in the default grid
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+#: fractions q of the target's own run in the default grid (0: none of it)
+DEFAULT_TARGET_FRACTIONS: tuple[float, ...] = (0.0, 0.3)
+#: numbers of training sizes tried, besides "all sizes below the target"
+DEFAULT_KS: tuple[int, ...] = (2, 3, 4, 5)
+#: checkpoints kept per run in backtest fits (spread evenly in tokens)
+DEFAULT_MAX_PER_RUN = 100
+#: iteration cap and relative-decrease tolerance of the batched optimiser in backtests
+BACKTEST_MAX_ITER = 400
+BACKTEST_FTOL = 1e-8
+#: principal components kept by the "pca" choice (Choshen et al.: three carry 99.5%)
+PCA_COMPONENTS = 3
+#: the no-fit baselines, in table order
+BASELINES: tuple[str, ...] = ("last_loss", "mean_last_5")
+
+ParameterChoice = Literal["all", "fixed_exponents", "relations", "pca"]
+PARAMETER_CHOICES: tuple[str, ...] = ("all", "fixed_exponents", "relations", "pca")
+
+
+@dataclass(frozen=True)
+class FitChoice:
+    """How to fit: which checkpoints, from when, and which parameters to borrow.
+
+    Parameters
+    ----------
+    checkpoints
+        ``"all"`` intermediate checkpoints, or each run's ``"final"`` visible one.
+    min_tokens
+        Early-token cutoff, tokens.
+    parameters
+        ``"all"`` five fitted; ``"fixed_exponents"``: α and β held at the collection's median;
+        ``"relations"``: α and β follow ``log A`` and ``log B`` linearly (3 fitted);
+        ``"pca"``: the top principal components of the collection (3 fitted).
+    weighting
+        Per-point weights (see :func:`~scalinglab.evaluation.checkpoints.run_weights`).
+    """
+
+    checkpoints: Literal["all", "final"] = "all"
+    min_tokens: float = GUIDE_MIN_TOKENS
+    parameters: ParameterChoice = "all"
+    weighting: Weighting = "run"
+
+    def __post_init__(self) -> None:
+        if self.checkpoints not in ("all", "final"):
+            raise InputError(f"checkpoints must be 'all' or 'final', got '{self.checkpoints}'")
+        if self.parameters not in PARAMETER_CHOICES:
+            raise InputError(
+                f"unknown parameter choice '{self.parameters}'; use one of "
+                f"{', '.join(PARAMETER_CHOICES)}"
+            )
+        if not (math.isfinite(self.min_tokens) and self.min_tokens >= 0):
+            raise InputError("the early-token cutoff must be >= 0", value=self.min_tokens)
+
+    @property
+    def needs_collection(self) -> bool:
+        """Whether the choice borrows from a collection of other fits."""
+        return self.parameters != "all"
+
+    def describe(self) -> str:
+        """One line for tables."""
+        return (
+            f"{self.checkpoints} checkpoints, cutoff {self.min_tokens:.3g} tokens, "
+            f"parameters: {self.parameters}, weighting: {self.weighting}"
+        )
+
+
+#: the named choices of the standard grid; each differs from "default" in one factor
+CHOICES: dict[str, FitChoice] = {
+    "default": FitChoice(),
+    "final_only": FitChoice(checkpoints="final"),
+    "no_cutoff": FitChoice(min_tokens=0.0),
+    "fixed_exponents": FitChoice(parameters="fixed_exponents"),
+    "relations": FitChoice(parameters="relations"),
+    "pca": FitChoice(parameters="pca"),
+}
+#: the comparisons the standard grid answers: factor → the choices compared
+FACTORS: dict[str, tuple[str, ...]] = {
+    "checkpoints": ("default", "final_only"),
+    "cutoff": ("default", "no_cutoff"),
+    "parameters": ("default", "fixed_exponents", "relations", "pca"),
+}
+
+
+@dataclass
+class BacktestResult:
+    """One forecast of one target under one scenario and fitting choice."""
+
+    family: str
+    target: str
+    k: int
+    fraction: float
+    target_fraction: float
+    choice: str
+    are: float
+    baselines: dict[str, float]
+    n_train_points: int
+    n_test_points: int
+    train_runs: list[str]
+    params: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def beats_baselines(self) -> bool:
+        """Whether the fit's ARE is below every no-fit baseline's."""
+        return bool(
+            math.isfinite(self.are)
+            and all(self.are < v for v in self.baselines.values() if math.isfinite(v))
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON."""
+        return asdict(self) | {"beats_baselines": self.beats_baselines}
+
+
+@dataclass
+class BacktestReport:
+    """Results of a backtest grid over one or more families."""
+
+    results: list[BacktestResult]
+    skipped: dict[str, str] = field(default_factory=dict)
+    collection: pd.DataFrame | None = None
+
+    def table(self) -> pd.DataFrame:
+        """One row per result: scenario, choice, ARE, and the baselines' ARE."""
+        rows = []
+        for r in self.results:
+            rows.append(
+                {
+                    "family": r.family,
+                    "target": r.target,
+                    "k": r.k,
+                    "fraction": r.fraction,
+                    "target_fraction": r.target_fraction,
+                    "choice": r.choice,
+                    "are": r.are,
+                    **{f"are_{b}": r.baselines.get(b, math.nan) for b in BASELINES},
+                    "beats_baselines": r.beats_baselines,
+                    "n_train_points": r.n_train_points,
+                    "n_test_points": r.n_test_points,
+                    "error": r.error,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def comparisons(self) -> dict[str, pd.DataFrame]:
+        """ARE tables for each factor of :data:`FACTORS`, each against the baselines.
+
+        Each table has a row per family: the median ARE of every compared choice over the
+        scenarios where all of them produced a forecast, the median ARE of each baseline over
+        the same scenarios, and the scenario count. A last row ``all`` pools every family.
+        """
+        table = self.table()
+        out: dict[str, pd.DataFrame] = {}
+        keys = ["family", "target", "k", "fraction", "target_fraction"]
+        for factor, names in FACTORS.items():
+            part = table[table["choice"].isin(names)]
+            if part.empty or not set(names) <= set(part["choice"]):
+                continue
+            wide = part.pivot_table(index=keys, columns="choice", values="are", aggfunc="first")
+            wide = wide.reindex(columns=list(names)).dropna()
+            if wide.empty:
+                continue
+            base = (
+                part[part["choice"] == names[0]]
+                .set_index(keys)[[f"are_{b}" for b in BASELINES]]
+                .reindex(wide.index)
+            )
+            joined = pd.concat([wide, base], axis=1)
+            per_family = joined.groupby(level="family").median()
+            per_family["scenarios"] = joined.groupby(level="family").size()
+            pooled = joined.median().to_frame("all").T
+            pooled["scenarios"] = len(joined)
+            out[factor] = pd.concat([per_family, pooled])
+        return out
+
+    def best(self, by: str = "choice") -> pd.DataFrame:
+        """Median ARE and win rate against the baselines, grouped by ``by`` (sorted)."""
+        table = self.table().dropna(subset=["are"])
+        grouped = table.groupby(by)
+        out = pd.DataFrame(
+            {
+                "median_are": grouped["are"].median(),
+                "mean_are": grouped["are"].mean(),
+                **{f"median_are_{b}": grouped[f"are_{b}"].median() for b in BASELINES},
+                "beats_baselines": grouped["beats_baselines"].mean(),
+                "results": grouped.size(),
+            }
+        )
+        return out.sort_values("median_are")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON: results, skipped families, comparison tables."""
+        return {
+            "results": [r.to_dict() for r in self.results],
+            "skipped": dict(self.skipped),
+            "comparisons": {
+                k: v.reset_index(names="family").to_dict(orient="records")
+                for k, v in self.comparisons().items()
+            },
+            "choices": {n: asdict(c) for n, c in CHOICES.items()},
+        }
+
+
+# -- one family --------------------------------------------------------------------------
+
+#: relative slack on fraction thresholds, so that fraction 1.0 keeps a run's last checkpoint
+_EPS = 1e-12
+
+
+@dataclass
+class _Family:
+    """A family's runs arranged for backtesting one target, as plain arrays."""
+
+    name: str
+    target: str
+    sizes: list[float]  # distinct sizes below the target's, ascending
+    runs: list[str]  # run ids; codes index this list
+    run_size_rank: NDArray[np.intp]  # per run: index into sizes, or -1 (target / larger)
+    run_length: FloatArray  # per run: tokens
+    target_code: int
+    # every checkpoint of the family, sorted by (run, tokens)
+    code: NDArray[np.intp]
+    tokens: FloatArray
+    loss: FloatArray
+    params: FloatArray
+
+    def rows_of(self, run: int) -> slice:
+        lo, hi = np.searchsorted(self.code, [run, run + 1])
+        return slice(int(lo), int(hi))
+
+    def largest_training_run(self, k: int) -> int:
+        """The run with the most parameters among the k smallest sizes, longest among equals."""
+        ok = np.flatnonzero((self.run_size_rank >= 0) & (self.run_size_rank < k))
+        order = np.lexsort((self.run_length[ok], self.run_size_rank[ok]))
+        return int(ok[order[-1]])
+
+
+def _prepare(
+    obs: pd.DataFrame, family: str, target: str | None, cutoff: float, test_from: float
+) -> _Family:
+    for col in ("run_id", "params", "tokens", "loss"):
+        if col not in obs.columns:
+            raise InputError(f"a backtest needs column '{col}'")
+    in_family = (
+        obs["family"].astype(str).to_numpy() == family
+        if "family" in obs.columns
+        else np.ones(len(obs), dtype=bool)
+    )
+    if not in_family.any():
+        raise InputError(f"no rows for family '{family}'")
+    run_ids = obs["run_id"].astype(str).to_numpy()[in_family]
+    codes, runs = pd.factorize(run_ids, sort=True)
+    tokens = obs["tokens"].to_numpy(dtype=float)[in_family]
+    loss = obs["loss"].to_numpy(dtype=float)[in_family]
+    params = obs["params"].to_numpy(dtype=float)[in_family]
+    order = np.lexsort((tokens, codes))
+    codes, tokens, loss, params = codes[order], tokens[order], loss[order], params[order]
+    n_runs = len(runs)
+    run_params = np.zeros(n_runs)
+    run_params[codes] = params
+    run_length = np.zeros(n_runs)
+    np.maximum.at(run_length, codes, tokens)
+    names = [str(r) for r in runs]
+    if target is None:
+        target_code = int(np.lexsort((run_length, run_params))[-1])
+    elif target in names:
+        target_code = names.index(target)
+    else:
+        raise InputError(f"no run '{target}' in family '{family}'; its runs are {', '.join(names)}")
+    target_params = run_params[target_code]
+    sizes = sorted({float(v) for v in run_params[run_params < target_params]})
+    if len(sizes) < MIN_SIZES - 1:
+        raise InputError(
+            f"family '{family}' has {len(sizes)} model size(s) below the target "
+            f"'{names[target_code]}' ({target_params:.3g} params); a backtest needs at least "
+            f"{MIN_SIZES - 1} to fit on"
+        )
+    rank = np.full(n_runs, -1, dtype=np.intp)
+    smaller = run_params < target_params
+    rank[smaller] = np.searchsorted(sizes, run_params[smaller])
+    fam = _Family(
+        family,
+        names[target_code],
+        sizes,
+        names,
+        rank,
+        run_length,
+        target_code,
+        codes.astype(np.intp),
+        tokens,
+        loss,
+        params,
+    )
+    total = run_length[target_code]
+    start = max(test_from * total, cutoff)
+    if not (tokens[fam.rows_of(target_code)] >= start * (1 - _EPS)).any():
+        raise InputError(
+            f"target '{fam.target}' has no checkpoint at or after {start:.3g} tokens "
+            f"({test_from:.0%} of its {total:.3g}-token run and the {cutoff:.3g}-token cutoff); "
+            "lower the early-token cutoff or pick a longer-trained target"
+        )
+    return fam
+
+
+def _default_ks(n_sizes: int) -> list[int]:
+    return sorted({k for k in (*DEFAULT_KS, n_sizes) if 2 <= k <= n_sizes})
+
+
+def _small_grid(law: Law, y: FloatArray) -> dict[str, list[float]]:
+    """A handful of starts: the floor near the lowest loss, mid-grid scales and exponents."""
+    grid: dict[str, list[float]] = {}
+    for p in law.parameters():
+        if p.name == law.irreducible:
+            grid[p.name] = [0.5 * float(np.min(y)), 0.9 * float(np.min(y))]
+        elif p.log_scale and len(p.grid) >= 3:
+            grid[p.name] = [p.grid[1], p.grid[2]]
+        elif p.grid:
+            grid[p.name] = [p.grid[len(p.grid) // 4]]
+    return grid
+
+
+def _product(law: Law, grid: Mapping[str, Sequence[float]]) -> FloatArray:
+    axes = [list(grid.get(p.name, p.grid)) for p in law.parameters()]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.reshape(-1) for m in mesh], axis=1)
+
+
+def _star(law: Law) -> FloatArray:
+    """The grid's centre, and one step to each end of every parameter's grid (2q + 1 starts)."""
+    params = law.parameters()
+    centre = np.array([p.grid[len(p.grid) // 2] for p in params], dtype=float)
+    rows = [centre]
+    for j, p in enumerate(params):
+        for end in (p.grid[0], p.grid[-1]):
+            row = centre.copy()
+            row[j] = end
+            rows.append(row)
+    return np.unique(np.array(rows), axis=0)
+
+
+@dataclass
+class Parameterisation:
+    """How a parameter choice is fitted: the law optimised, held values, map and starts (z)."""
+
+    law: Law
+    pmap: ParameterMap
+    starts: FloatArray
+    fixed: dict[str, float]
+
+
+def parameterisation(
+    base: Law, choice: str, collection: pd.DataFrame | None, y: FloatArray
+) -> Parameterisation:
+    """Build a parameter choice for a base law.
+
+    Parameters
+    ----------
+    base
+        The law of (params, tokens) to fit.
+    choice
+        One of :data:`PARAMETER_CHOICES`.
+    collection
+        Fits of other families (needed by every choice but ``"all"``).
+    y
+        Losses to be fitted (the floor's starting values sit just below the lowest).
+
+    Raises
+    ------
+    FitError
+        When the choice needs a collection and none (or too small a one) is given.
+    """
+    if choice != "all" and (collection is None or collection.empty):
+        raise FitError(f"'{choice}' borrows from a collection of fits; none was given")
+    fixed: dict[str, float] = {}
+    if choice == "relations":
+        assert collection is not None
+        law: Law = relation_law(collection, base)
+        theta = _star(law)
+    elif choice == "pca":
+        assert collection is not None
+        law = pca_law(collection, base, PCA_COMPONENTS)
+        theta = _star(law)
+    else:
+        law = base
+        theta = _product(base, _small_grid(base, y))
+        if collection is not None and not collection.empty:
+            # the collection's median is a good start
+            med = collection[list(base.param_names)].median().to_numpy(dtype=float)
+            theta = np.vstack([theta, med])
+        if choice == "fixed_exponents":
+            assert collection is not None
+            missing = [n for n in ("alpha", "beta") if n not in base.param_names]
+            if missing:
+                raise FitError(f"law '{base.name}' has no parameter {', '.join(missing)}")
+            fixed = {n: float(collection[n].median()) for n in ("alpha", "beta")}
+            for n, v in fixed.items():
+                theta[:, base.param_names.index(n)] = v
+    pmap = ParameterMap.build(law, fixed=fixed)
+    z = np.unique(np.clip(pmap.z_from_theta(theta), pmap.lower, pmap.upper), axis=0)
+    return Parameterisation(law, pmap, z, fixed)
+
+
+def _solve(
+    variant: Parameterisation,
+    x: Mapping[str, FloatArray],
+    log_y: FloatArray,
+    weights: FloatArray,
+    loss: RobustLoss,
+) -> tuple[FloatArray, FloatArray]:
+    """Fit every weight row from every start at once; best θ ``(rows, p)`` and objective."""
+    m = variant.starts.shape[0]
+    rows = weights.shape[0]
+    objective = _Objective(variant.law, variant.pmap, x, log_y, np.repeat(weights, m, axis=0), loss)
+    # rows hold different problems: never merge or race them against each other
+    res = batched_lbfgs(
+        objective,
+        np.tile(variant.starts, (rows, 1)),
+        variant.pmap.lower,
+        variant.pmap.upper,
+        max_iter=BACKTEST_MAX_ITER,
+        ftol=BACKTEST_FTOL,
+        merge_every=0,
+    )
+    f = res.objective.reshape(rows, m)
+    best = np.argmin(f, axis=1)
+    z = res.z.reshape(rows, m, -1)[np.arange(rows), best]
+    return variant.pmap.theta(z), f[np.arange(rows), best]
+
+
+def _base_params(law: Law, theta: FloatArray) -> dict[str, float]:
+    """Fitted parameters in the base law's terms (a subspace law reports its base's)."""
+    named = dict(zip(law.param_names, map(float, theta), strict=True))
+    return law.base_params(named) if isinstance(law, SubspaceLaw) else named
+
+
+def _thin_mask(
+    fam: _Family, candidates: NDArray[np.bool_], max_per_run: int | None
+) -> NDArray[np.bool_]:
+    """Candidates thinned per run to ``max_per_run`` checkpoints evenly spread in tokens."""
+    if max_per_run is None:
+        return candidates
+    rows = np.flatnonzero(candidates)
+    frame = pd.DataFrame(
+        {"run_id": fam.code[rows], "tokens": fam.tokens[rows], "loss": fam.loss[rows]}
+    )
+    kept = select_checkpoints(frame, max_per_run=max_per_run).index.to_numpy()
+    keep = np.zeros_like(candidates)
+    keep[rows[kept]] = True
+    return keep
+
+
+def _seen(
+    fam: _Family,
+    pool: NDArray[np.intp],
+    k: int,
+    p: float,
+    q: float,
+    cutoff: float,
+    final_only: bool,
+) -> NDArray[np.intp]:
+    """Indices (into the family arrays) of the pool checkpoints a scenario's fit sees."""
+    code = fam.code[pool]
+    tokens = fam.tokens[pool]
+    length = fam.run_length[code]
+    rank = fam.run_size_rank[code]
+    train = (rank >= 0) & (rank < k) & (tokens <= p * length * (1 + _EPS))
+    target = (code == fam.target_code) & (tokens <= q * length * (1 + _EPS)) if q > 0 else False
+    mask = (train | target) & (tokens >= cutoff)
+    if final_only and mask.any():
+        last = np.zeros(len(fam.runs))
+        np.maximum.at(last, code[mask], tokens[mask])
+        mask &= tokens == last[code]
+    return pool[mask]
+
+
+def _baselines(fam: _Family, k: int, p: float, q: float) -> FloatArray | None:
+    """The source run's visible losses, in token order (see the module notes)."""
+    t = fam.rows_of(fam.target_code)
+    seen_target = fam.tokens[t] <= q * fam.run_length[fam.target_code] * (1 + _EPS)
+    if q > 0 and seen_target.any():
+        return fam.loss[t][seen_target]
+    source = fam.largest_training_run(k)
+    r = fam.rows_of(source)
+    seen = fam.tokens[r] <= p * fam.run_length[source] * (1 + _EPS)
+    return fam.loss[r][seen] if seen.any() else None
+
+
+def backtest_family(
+    observations: pd.DataFrame,
+    family: str,
+    *,
+    target: str | None = None,
+    ks: Iterable[int] | None = None,
+    fractions: Iterable[float] = DEFAULT_FRACTIONS,
+    target_fractions: Iterable[float] = DEFAULT_TARGET_FRACTIONS,
+    choices: Mapping[str, FitChoice] | None = None,
+    collection: pd.DataFrame | None = None,
+    law: str | Law = "chinchilla",
+    test_from: float = TEST_FROM,
+    max_per_run: int | None = DEFAULT_MAX_PER_RUN,
+    loss: RobustLoss | None = None,
+) -> list[BacktestResult]:
+    """Backtest one family over a grid of scenarios and fitting choices.
+
+    Parameters
+    ----------
+    observations
+        Observations (``run_id``, ``params``, ``tokens``, ``loss`` in nats; ``family``).
+    family
+        The family to backtest (a table without a ``family`` column is one family).
+    target
+        The run to forecast; default the largest model.
+    ks
+        Numbers of training sizes (the k smallest); default 2..5 and all below the target.
+    fractions
+        Fractions p of the training models' runs that are seen.
+    target_fractions
+        Fractions q of the target's own run that are seen (0: none).
+    choices
+        Named fitting choices; default :data:`CHOICES`. Choices that borrow parameters need
+        ``collection``; without one their results carry the reason as ``error``.
+    collection
+        Fitted parameters of *other* families (see :func:`collection_for`), one row each.
+    law
+        The law of (params, tokens) to fit; default Chinchilla.
+    test_from
+        Test checkpoints start at this fraction of the target's run.
+    max_per_run
+        Thin each run to this many checkpoints for fitting (``None``: all).
+    loss
+        Robust loss of the objective; default Huber(1e-3) on log residuals.
+
+    Returns
+    -------
+    list of BacktestResult
+        One per (k, p, q, choice), failed fits included with their ``error``.
+
+    Raises
+    ------
+    InputError
+        A family with too few sizes, an unknown target, a target without checkpoints after
+        the cutoff, or fractions outside (0, 1] (q in [0, test_from)).
+    """
+    base = get_law(law) if isinstance(law, str) else law
+    choices = dict(CHOICES if choices is None else choices)
+    if not choices:
+        raise InputError("no fitting choice to backtest")
+    fracs = sorted({float(p) for p in fractions})
+    tfracs = sorted({float(q) for q in target_fractions})
+    if not fracs or not all(0 < p <= 1 for p in fracs):
+        raise InputError(f"fractions of training must be in (0, 1], got {fracs}")
+    if not tfracs or not all(0 <= q < test_from for q in tfracs):
+        raise InputError(
+            f"target fractions must be in [0, {test_from:g}) so that the seen part of the "
+            f"target precedes its test checkpoints; got {tfracs}"
+        )
+    max_cut = max(c.min_tokens for c in choices.values())
+    fam = _prepare(observations, family, target, max_cut, test_from)
+    n_sizes = len(fam.sizes)
+    k_list = _default_ks(n_sizes) if ks is None else sorted({int(k) for k in ks})
+    bad = [k for k in k_list if not 1 <= k <= n_sizes]
+    if bad or not k_list:
+        raise InputError(
+            f"k must be between 1 and {n_sizes} (the sizes below target '{fam.target}'), "
+            f"got {', '.join(map(str, bad or k_list))}"
+        )
+    loss = loss or RobustLoss()
+
+    # the checkpoints any scenario may see, thinned once
+    code_rank = fam.run_size_rank[fam.code]
+    is_target = fam.code == fam.target_code
+    target_total = fam.run_length[fam.target_code]
+    candidates = ((code_rank >= 0) & (code_rank < max(k_list))) | (
+        is_target & (fam.tokens <= max(tfracs) * target_total * (1 + _EPS)) & (max(tfracs) > 0)
+    )
+    pool = np.flatnonzero(_thin_mask(fam, candidates, max_per_run))
+    x_all = {"params": fam.params, "tokens": fam.tokens}
+    x = {name: v[pool] for name, v in x_all.items()}
+    log_y = np.log(fam.loss[pool])
+    pool_pos = np.full(fam.code.size, -1, dtype=np.intp)
+    pool_pos[pool] = np.arange(pool.size)
+
+    scenarios = [(k, p, q) for k in k_list for p in fracs for q in tfracs]
+    visible = {s: _baselines(fam, *s) for s in scenarios}
+    variants: dict[str, Parameterisation | str] = {}
+    for kind in {c.parameters for c in choices.values()}:
+        try:
+            variants[kind] = parameterisation(base, kind, collection, fam.loss[pool])
+        except FitError as err:
+            variants[kind] = str(err)
+
+    results: list[BacktestResult] = []
+    # choices sharing a parameterisation are solved in one batch
+    for parameters in sorted(variants):
+        variant = variants[parameters]
+        weight_rows: list[FloatArray] = []
+        pending: list[tuple[BacktestResult, FloatArray, FloatArray]] = []
+        for name, choice in choices.items():
+            if choice.parameters != parameters:
+                continue
+            t = fam.rows_of(fam.target_code)
+            test = fam.tokens[t] >= max(test_from * target_total, choice.min_tokens) * (1 - _EPS)
+            test_loss = fam.loss[t][test]
+            test_x = {n: v[t][test] for n, v in x_all.items()}
+            for k, p, q in scenarios:
+                seen_losses = visible[(k, p, q)]
+                baselines = {b: math.nan for b in BASELINES}
+                if seen_losses is not None:
+                    forecast = {
+                        "last_loss": seen_losses[-1],
+                        "mean_last_5": seen_losses[-5:].mean(),
+                    }
+                    baselines = {
+                        b: are(np.full(test_loss.size, forecast[b]), test_loss) for b in BASELINES
+                    }
+                result = BacktestResult(
+                    family=fam.name,
+                    target=fam.target,
+                    k=k,
+                    fraction=p,
+                    target_fraction=q,
+                    choice=name,
+                    are=math.nan,
+                    baselines=baselines,
+                    n_train_points=0,
+                    n_test_points=int(test_loss.size),
+                    train_runs=[r for c, r in enumerate(fam.runs) if 0 <= fam.run_size_rank[c] < k],
+                )
+                results.append(result)
+                if isinstance(variant, str):
+                    result.error = variant
+                    continue
+                seen = _seen(fam, pool, k, p, q, choice.min_tokens, choice.checkpoints == "final")
+                result.n_train_points = int(seen.size)
+                n_free = len(variant.pmap.free)
+                distinct = len(
+                    np.unique(np.column_stack([fam.params[seen], fam.tokens[seen]]), axis=0)
+                )
+                if distinct <= n_free:
+                    result.error = (
+                        f"{distinct} distinct (params, tokens) point(s) seen at or after "
+                        f"{choice.min_tokens:.3g} tokens within {p:g} of each run; "
+                        f"{n_free} free parameters need more"
+                    )
+                    continue
+                w = np.zeros(pool.size)
+                w[pool_pos[seen]] = group_weights(fam.code[seen], choice.weighting)
+                weight_rows.append(w)
+                pending.append(
+                    (result, test_loss, np.column_stack([test_x["params"], test_x["tokens"]]))
+                )
+        if not pending:
+            continue
+        assert not isinstance(variant, str)
+        theta, objective = _solve(variant, x, log_y, np.vstack(weight_rows), loss)
+        for (result, test_loss, test_pts), th, f in zip(pending, theta, objective, strict=True):
+            with np.errstate(all="ignore"):
+                pred = np.exp(
+                    variant.law.log_predict(
+                        th[None, :], {"params": test_pts[:, 0], "tokens": test_pts[:, 1]}
+                    )[0]
+                )
+            if not (np.isfinite(f) and np.all(np.isfinite(pred))):
+                result.error = "no start gave a finite objective and forecast"
+                continue
+            result.are = are(pred, test_loss)
+            result.params = _base_params(variant.law, th)
+    return results
+
+
+def backtest_all(
+    observations: pd.DataFrame,
+    *,
+    ks: Iterable[int] | None = None,
+    fractions: Iterable[float] = DEFAULT_FRACTIONS,
+    target_fractions: Iterable[float] = DEFAULT_TARGET_FRACTIONS,
+    choices: Mapping[str, FitChoice] | None = None,
+    collection: pd.DataFrame | None = None,
+    law: str | Law = "chinchilla",
+    max_per_run: int | None = DEFAULT_MAX_PER_RUN,
+    workers: int = 1,
+) -> BacktestReport:
+    """Backtest every family with at least three model sizes, each forecasting its largest.
+
+    Choices that borrow parameters use leave-one-family-out collections: the target family's
+    own fit is dropped from ``collection`` (by default the fits of every family in
+    ``observations``, see :func:`collection_for`).
+
+    Parameters
+    ----------
+    observations
+        Observations with a ``family`` column (e.g. from
+        :func:`~scalinglab.evaluation.families.load_families`).
+    ks, fractions, target_fractions, choices, law, max_per_run
+        As in :func:`backtest_family`.
+    collection
+        Fitted parameters by family; default computed from ``observations``.
+    workers
+        Processes that backtest families in parallel (1: in this process).
+
+    Returns
+    -------
+    BacktestReport
+        Results of every family; families that cannot be backtested are in ``skipped`` with
+        the reason (also those ``observations.attrs["skipped_families"]`` lists).
+    """
+    if "family" not in observations.columns:
+        raise InputError("backtesting all families needs a 'family' column")
+    if workers < 1:
+        raise InputError("workers must be at least 1", value=workers)
+    base = get_law(law) if isinstance(law, str) else law
+    choices = dict(CHOICES if choices is None else choices)
+    if collection is None and any(c.needs_collection for c in choices.values()):
+        collection = collection_for(observations, base, max_per_run=max_per_run)
+    skipped = dict(observations.attrs.get("skipped_families", {}))
+    columns = [c for c in ("run_id", "family", "params", "tokens", "loss") if c in observations]
+    plain = observations[columns]
+    plain.attrs = {}  # pandas deep-copies attrs on every operation
+    frames = {str(f): rows for f, rows in plain.groupby("family", sort=True)}
+    tasks = [
+        (
+            family,
+            dict(
+                ks=None if ks is None else list(ks),
+                fractions=list(fractions),
+                target_fractions=list(target_fractions),
+                choices=choices,
+                collection=None
+                if collection is None
+                else collection.drop(index=family, errors="ignore"),
+                law=base,
+                max_per_run=max_per_run,
+            ),
+        )
+        for family in frames
+    ]
+    if workers == 1:
+        outcomes = [_family_task(frames[f], f, opts) for f, opts in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_family_task, frames[f], f, opts) for f, opts in tasks]
+            outcomes = [fut.result() for fut in futures]
+    results: list[BacktestResult] = []
+    for (family, _), outcome in zip(tasks, outcomes, strict=True):
+        if isinstance(outcome, str):
+            skipped[str(family)] = outcome
+        else:
+            results.extend(outcome)
+    return BacktestReport(results, skipped, collection)
+
+
+def _family_task(
+    rows: pd.DataFrame, family: str, options: dict[str, Any]
+) -> list[BacktestResult] | str:
+    """One family of :func:`backtest_all` (module-level so that worker processes can run it)."""
+    try:
+        return backtest_family(rows, str(family), **options)
+    except InputError as err:
+        return str(err)
+
+
+def collection_for(
+    observations: pd.DataFrame,
+    law: str | Law = "chinchilla",
+    *,
+    by: str = "family",
+    min_sizes: int = 2,
+    min_tokens: float = GUIDE_MIN_TOKENS,
+    max_per_run: int | None = DEFAULT_MAX_PER_RUN,
+    weighting: Weighting = "run",
+) -> pd.DataFrame:
+    """Fit a law to each group of runs (a family): the collection to borrow parameters from.
+
+    Each group is fitted on all its runs' checkpoints (after the cutoff, thinned) with the
+    backtests' batched solver and small start grid.
+
+    Parameters
+    ----------
+    observations
+        Observations with a ``by`` column.
+    law
+        The law to fit.
+    by
+        Column whose values define the groups.
+    min_sizes
+        Groups with fewer distinct ``params`` are left out (one size cannot separate the
+        parameter term from the floor); they are listed in ``attrs["skipped"]``.
+    min_tokens, max_per_run, weighting
+        Checkpoint selection and weights, as in
+        :func:`~scalinglab.evaluation.checkpoints.fit_checkpoints`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by group: one column per law parameter, plus ``n_points`` and ``objective``.
+    """
+    if by not in observations.columns:
+        raise InputError(f"cannot collect fits by '{by}': the table has no such column")
+    base = get_law(law) if isinstance(law, str) else law
+    rows: dict[str, dict[str, float]] = {}
+    skipped: dict[str, str] = {}
+    plain = observations.copy()
+    plain.attrs = {}  # pandas deep-copies attrs on every operation
+    for group, df in plain.groupby(by, sort=True):
+        sizes = df["params"].nunique()
+        if sizes < min_sizes:
+            skipped[str(group)] = f"{sizes} model size(s), fewer than {min_sizes}"
+            continue
+        points = select_checkpoints(df, min_tokens=min_tokens, max_per_run=max_per_run)
+        if len(points) <= len(base.param_names):
+            skipped[str(group)] = f"{len(points)} checkpoint(s) after {min_tokens:.3g} tokens"
+            continue
+        y = points["loss"].to_numpy(dtype=float)
+        variant = parameterisation(base, "all", None, y)
+        theta, objective = _solve(
+            variant,
+            base.features(points),
+            np.log(y),
+            run_weights(points, weighting)[None, :],
+            RobustLoss(),
+        )
+        rows[str(group)] = {
+            **dict(zip(base.param_names, map(float, theta[0]), strict=True)),
+            "n_points": float(len(points)),
+            "objective": float(objective[0]),
+        }
+    table = pd.DataFrame.from_dict(
+        rows, orient="index", columns=[*base.param_names, "n_points", "objective"]
+    )
+    table.index.name = by
+    table.attrs["skipped"] = skipped
+    return table

@@ -437,7 +437,9 @@ def optimize_command(
     save_schedule: Annotated[
         Path | None, typer.Option(help="Write the recommended schedule as a step,lr CSV here.")
     ] = None,
-    plot: PlotOpt = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a plot of the schedules and their predicted curves.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Choose a schedule for a fixed step budget: WSD cooldown grid and a free monotone one."""

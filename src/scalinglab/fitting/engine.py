@@ -25,6 +25,8 @@ TIE_RTOL = 1e-3
 DISTINCT_RTOL = 1e-2
 #: how many of the best distinct starts are polished by scipy's L-BFGS-B
 N_POLISH = 3
+#: relative objective gap beyond which a distinct candidate is not worth polishing
+POLISH_RTOL = 1e-2
 #: racing schedule for large grids: keep the best 5% of starts after 2 iterations, then the
 #: best quarter of those after 10 (on the Chinchilla data every start that survives reaches
 #: the same optimum as running all 3,125 starts to convergence, at a sixth of the cost)
@@ -153,7 +155,10 @@ def fit_law(
 
     # Polish the best few distinct solutions with scipy's L-BFGS-B to tight tolerances.
     order = np.argsort(result.objective, kind="stable")
-    candidates = _distinct(result.z[order[finite[order]]], pmap, N_POLISH)
+    order = order[finite[order]]
+    # only candidates whose objective is already close to the best can overtake it
+    close = result.objective[order] <= result.objective[order[0]] * (1 + POLISH_RTOL) + 1e-300
+    candidates = _distinct(result.z[order[close]], pmap, N_POLISH)
     best_z, best_f, best_converged = None, math.inf, False
     for z_start in candidates:
         z_p, f_p, ok = _polish(objective, z_start, pmap)

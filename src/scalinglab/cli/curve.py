@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import typer
-from matplotlib.figure import Figure
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments, parse_float
@@ -25,8 +24,10 @@ from scalinglab.laws.curve import (
     curve_law,
     final_loss_model,
     predict_curve,
-    run_schedule,
+    predicted_curves,
 )
+from scalinglab.report.curve_plots import plot_curves
+from scalinglab.report.document import save_figure
 from scalinglab.schedules import ParametricSchedule, Schedule, choose_schedule, parse_schedule
 
 curve_app = typer.Typer(
@@ -161,59 +162,6 @@ def _error_rows(errors: pd.DataFrame, law: str | None = None) -> list[dict[str, 
     return rows
 
 
-def _curves_for_plot(result: Fit, table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Predicted curve of every run of ``table`` over its observed steps, for plots."""
-    law = curve_law(result)
-    out = {}
-    source = str(table.attrs.get("source", "<DataFrame>"))
-    for run, rows in table.groupby(table["run_id"].astype(str), sort=False):
-        sched = run_schedule(rows, source=source)
-        first, last = int(rows["step"].min()), int(rows["step"].max())
-        steps = np.unique(np.r_[np.arange(first, last + 1, 16), last])
-        n = float(rows["params"].iloc[0]) if "params" in law.inputs else None
-        out[str(run)] = (steps, predict_curve(result, sched, steps, model_params=n))
-    return out
-
-
-def plot_curves(
-    path: Path,
-    predicted: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    observed: pd.DataFrame | None = None,
-    *,
-    title: str = "",
-    schedules: Mapping[str, Schedule] | None = None,
-) -> None:
-    """Observed points and predicted curves (and, optionally, the schedules above them)."""
-    fig = Figure(figsize=(8, 7.5 if schedules else 5))
-    axes = fig.subplots(2 if schedules else 1, 1, sharex=True, squeeze=False)[:, 0]
-    ax = axes[-1]
-    for i, (name, (steps, loss)) in enumerate(predicted.items()):
-        color = f"C{i % 10}"
-        ax.plot(steps, loss, color=color, lw=1.5, label=f"{name} (predicted)")
-        if observed is not None:
-            rows = observed[observed["run_id"].astype(str) == name]
-            if len(rows):
-                ax.plot(rows["step"], rows["loss"], ".", color=color, ms=3, label=f"{name}")
-    losses = np.concatenate([loss for _, loss in predicted.values()])
-    finite = losses[np.isfinite(losses)]
-    if finite.size:
-        # the start of training dwarfs the differences between schedules: zoom on the rest
-        ax.set_ylim(finite.min() - 0.02 * np.ptp(finite), np.quantile(finite, 0.98))
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    if schedules:
-        for i, (name, sched) in enumerate(schedules.items()):
-            axes[0].plot(sched.array(), color=f"C{i % 10}", lw=1.2, label=name)
-        axes[0].set_ylabel("learning rate")
-        axes[0].legend(fontsize=7)
-        axes[0].grid(alpha=0.3)
-    axes[0].set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 @curve_app.command("fit")
 @user_errors
 def fit_command(
@@ -244,7 +192,7 @@ def fit_command(
     if out is not None:
         result.save(out)
     if plot is not None:
-        plot_curves(plot, _curves_for_plot(result, table), table, title=f"{law} fit")
+        save_figure(plot, plot_curves(predicted_curves(result, table), table, title=f"{law} fit"))
     if as_json:
         print_json(
             result.to_dict()
@@ -319,9 +267,9 @@ def predict_command(
     if data:
         table = _select(load_curves(data, schedule, params), dataset)
         errors = _error_rows(curve_errors(result, table))
-        curves |= _curves_for_plot(result, table)
+        curves |= predicted_curves(result, table)
     if plot is not None:
-        plot_curves(plot, curves, table, title=f"{law.name} predictions")
+        save_figure(plot, plot_curves(curves, table, title=f"{law.name} predictions"))
     rows = [
         {"schedule": name, "steps": int(steps[-1]), "final_loss": float(loss[-1])}
         for name, (steps, loss) in curves.items()
@@ -398,11 +346,13 @@ def compare_command(
     best = min(summary, key=lambda r: r["mean_err_pct"])["law"]
     if plot is not None:
         result = fits[best]
-        plot_curves(
+        save_figure(
             plot,
-            _curves_for_plot(result, test_table),
-            test_table,
-            title=f"held-out curves, {best} fitted on {train_table.attrs['source']}",
+            plot_curves(
+                predicted_curves(result, test_table),
+                test_table,
+                title=f"held-out curves, {best} fitted on {train_table.attrs['source']}",
+            ),
         )
     if as_json:
         print_json(
@@ -478,7 +428,9 @@ def optimize_command(
             name: (steps, predict_curve(result, s, steps, model_params=model_params))
             for name, s in scheds.items()
         }
-        plot_curves(plot, curves, title=f"schedules for {total} steps", schedules=scheds)
+        save_figure(
+            plot, plot_curves(curves, title=f"schedules for {total} steps", schedules=scheds)
+        )
     if as_json:
         print_json(
             {

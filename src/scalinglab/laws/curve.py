@@ -767,6 +767,25 @@ def curve_errors(fit: FittedCurve, observations: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def predicted_curves(
+    fit: FittedCurve, observations: pd.DataFrame, *, every: int = 16
+) -> dict[str, tuple[NDArray[np.int64], FloatArray]]:
+    """Predicted curve of every run of ``observations`` over its observed step range.
+
+    Returns ``run_id → (steps, loss)``, with a point every ``every`` steps and at the last.
+    """
+    law = curve_law(fit)
+    out = {}
+    source = str(observations.attrs.get("source", "<DataFrame>"))
+    for run, rows in observations.groupby(observations["run_id"].astype(str), sort=False):
+        sched = run_schedule(rows, source=source)
+        first, last = int(rows["step"].min()), int(rows["step"].max())
+        steps = np.unique(np.r_[np.arange(first, last + 1, every), last]).astype(np.int64)
+        n = float(rows["params"].iloc[0]) if "params" in law.inputs else None
+        out[str(run)] = (steps, predict_curve(fit, sched, steps, model_params=n))
+    return out
+
+
 def final_loss_model(
     fit: FittedCurve, *, model_params: float | None = None
 ) -> Callable[[FloatArray], tuple[float, FloatArray]]:

@@ -124,6 +124,12 @@ class Report:
         return "\n".join(lines).rstrip() + "\n"
 
 
+def save_figure(path: str | Path, fig: Figure, dpi: int = 120) -> None:
+    """Write a figure to ``path`` (format from its suffix) and release it."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "figure"
 

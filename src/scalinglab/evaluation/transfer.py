@@ -430,11 +430,10 @@ def check_domain(loss: FloatArray, irreducible: float, *, what: str, run_ids: An
     if bad.size == 0:
         return
     i = int(bad[0])
-    run = f" (run {np.asarray(run_ids)[i]})" if run_ids is not None else ""
+    run = f", e.g. run {np.asarray(run_ids)[i]}" if run_ids is not None else ""
     raise InputError(
-        f"{bad.size} {what} value(s) are not above the irreducible loss E = {irreducible:.4g}"
-        f"{run}: the shifted power law needs L − E > 0",
-        column="loss_x",
+        f"{what}: {bad.size} value(s) not above the irreducible loss E = {irreducible:.4g}"
+        f"{run}; the shifted power law needs L − E > 0",
         value=float(loss[i]),
     )
 

@@ -18,12 +18,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalinglab.errors import ScalingLabError
+from scalinglab.errors import InputError, ScalingLabError
 from scalinglab.fitting import Fit, fit, select_dataset
+from scalinglab.laws.curve import curve_errors, final_loss_model
 from scalinglab.planning import IsoFlopResult, Plan, compute_optimal, isoflop_analysis
+from scalinglab.schedules import ScheduleChoice, choose_schedule, parse_schedule, resolve_schedule
 
 #: the budgets planned for, as multiples of the largest budget in the data
 PLAN_MULTIPLES = (10.0, 100.0)
+#: schedules a curve law is fitted on, in order of preference (Luo et al. fit on these two)
+CURVE_FIT_PREFERENCE = ("constant", "cosine")
+#: curve laws compared on the held-out schedules
+CURVE_LAWS = ("annealing", "multipower")
+
+
+@dataclass
+class CurveStudy:
+    """Curve laws fitted on two schedules of one model and budget, predicting the others."""
+
+    fitted_runs: list[str]
+    held_out_runs: list[str]
+    fits: dict[str, Fit]
+    errors: pd.DataFrame  # law, run_id, role, mean/max/final relative error
+    best_law: str
+    observations: pd.DataFrame  # the runs involved
+    choice: ScheduleChoice | None = None
 
 
 @dataclass
@@ -84,7 +103,7 @@ def analyse(
     law: str = "chinchilla",
     bootstrap: int = 200,
     seed: int = 0,
-    parts: Sequence[str] = ("compute",),
+    parts: Sequence[str] = ("compute", "curve"),
 ) -> Study:
     """Analyse a table of runs.
 
@@ -112,6 +131,8 @@ def analyse(
     study = Study(observations=observations, dataset=chosen)
     if "compute" in parts:
         _compute_part(study, law, bootstrap, seed)
+    if "curve" in parts:
+        study.extras["curve"] = _attempt(study, "loss curves", lambda: _curve_part(study))
     return study
 
 
@@ -147,8 +168,101 @@ def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
             )
 
 
-def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """Observations from any source the data package reads."""
-    from scalinglab.data import load_observations
+def _schedule_kind(spec: object) -> str:
+    return str(spec).partition(":")[0].strip()
 
-    return load_observations(source)
+
+def _curve_part(study: Study) -> CurveStudy | None:
+    obs = select_dataset(study.observations, study.dataset)
+    if "schedule" not in obs.columns or obs["schedule"].isna().all():
+        raise InputError(
+            "no run has a schedule spec (curve laws need one per run, e.g. from a "
+            "run store written by the trainer)"
+        )
+    runs = (
+        obs.dropna(subset=["schedule"])
+        .groupby("run_id")
+        .agg(params=("params", "first"), tokens=("tokens", "max"), schedule=("schedule", "first"))
+    )
+    runs["kind"] = runs["schedule"].map(_schedule_kind)
+    groups = runs.groupby(["params", "tokens"])["kind"].nunique()
+    groups = groups[groups >= 3]
+    if groups.empty:
+        raise InputError(
+            "no model was trained with three schedules at one budget: a curve "
+            "law is fitted on two and judged on the third"
+        )
+    params, tokens = max(groups.index)  # the largest model and budget that qualify
+    group = runs[(runs["params"] == params) & (runs["tokens"] == tokens)]
+    pref = {k: i for i, k in enumerate(CURVE_FIT_PREFERENCE)}
+    kinds = sorted(group["kind"].unique(), key=lambda k: (pref.get(k, len(pref)), k))
+    fitted = [str(group.index[group["kind"] == k][0]) for k in kinds[:2]]
+    held = [str(r) for r in group.index if str(r) not in fitted]
+    table = obs[obs["run_id"].astype(str).isin(fitted + held)]
+    train = table[table["run_id"].astype(str).isin(fitted)]
+    test = table[table["run_id"].astype(str).isin(held)]
+    fits: dict[str, Fit] = {}
+    error_tables = []
+    for name in CURVE_LAWS:
+        result = fit(train, name)
+        fits[name] = result
+        for role, part in (("fitted", train), ("held out", test)):
+            errs = curve_errors(result, part)
+            errs.insert(0, "role", role)
+            errs.insert(0, "law", name)
+            error_tables.append(errs)
+    errors = pd.concat(error_tables, ignore_index=True)
+    held_err = errors[errors["role"] == "held out"].groupby("law")["mean_rel_error"].mean()
+    best = str(held_err.idxmin())
+    curve = CurveStudy(fitted, held, fits, errors, best, table)
+    ref = parse_schedule(str(group.loc[fitted[-1], "schedule"]))
+    curve.choice = choose_schedule(
+        final_loss_model(fits[best]),
+        total=ref.total,
+        peak=ref.peak,
+        warmup=ref.warmup,
+        final=float(getattr(ref, "final", 0.0)) or ref.peak / 10,
+    )
+    study.summary.append(
+        f"Loss curves ({int(params):,} parameters, {int(tokens):,} tokens): fitted on "
+        f"{', '.join(kinds[:2])}, the {best} law predicts "
+        + ", ".join(
+            f"{r} within {100 * e:.2f}% (mean)"
+            for r, e in errors[(errors["law"] == best) & (errors["role"] == "held out")][
+                ["run_id", "mean_rel_error"]
+            ].itertuples(index=False)
+        )
+    )
+    rec = curve.choice.recommended
+    study.summary.append(
+        f"Schedule choice at {ref.total} steps: {rec.name} is predicted "
+        f"{curve.choice.gain_over(curve.choice.cosine, rec):.4f} nats below cosine and "
+        f"{curve.choice.gain_over(curve.choice.wsd20, rec):.4f} below WSD-20%"
+    )
+    return curve
+
+
+def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """Observations from any source the data package reads.
+
+    From a run store, each run's learning-rate schedule (its config's spec, resolved to the
+    run's length) is attached as a ``schedule`` column: curve laws need the schedule at every
+    step, not only the learning rate logged at evaluations.
+    """
+    from scalinglab.data import RunStore, load_observations
+    from scalinglab.data.loaders import file_format
+
+    table = load_observations(source)
+    if isinstance(source, pd.DataFrame) or file_format(Path(source)) != "sqlite":
+        return table
+    runs = RunStore(source, create=False).runs()
+    last_step = table.groupby("run_id")["step"].max()
+    specs = {}
+    for rec in runs.to_dict(orient="records"):
+        config = rec.get("config") or {}
+        run_id = str(rec["run_id"])
+        if isinstance(config, dict) and config.get("schedule") and run_id in last_step.index:
+            specs[run_id] = resolve_schedule(str(config["schedule"]), int(last_step[run_id]))
+    if specs:
+        table["schedule"] = table["run_id"].astype(str).map(specs)
+    return table

@@ -58,7 +58,7 @@ def plot_curves(
     finite = losses[np.isfinite(losses)]
     if finite.size:
         # the start of training dwarfs the differences between schedules: zoom on the rest
-        ax.set_ylim(finite.min() - 0.02 * np.ptp(finite), np.quantile(finite, 0.98))
+        ax.set_ylim(finite.min() - 0.02 * np.ptp(finite), np.quantile(finite, 0.85))
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.legend(fontsize=7, ncol=2)

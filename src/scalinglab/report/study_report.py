@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from scalinglab.laws.curve import predict_curve, predicted_curves
 from scalinglab.report.compute_plots import plot_allocation, plot_isoflop, plot_loss_vs_compute
+from scalinglab.report.curve_plots import plot_curves
 from scalinglab.report.document import Report
 from scalinglab.study import Study, final_rows
 
@@ -11,6 +15,7 @@ def build_report(study: Study, title: str = "Scaling study") -> Report:
     """Lay out every part of the study that was made, and why the others were not."""
     report = Report(title=title, summary=list(study.summary))
     _compute_section(report, study)
+    _curve_section(report, study)
     _fits_table(report, study)
     if study.notes:
         sec = report.section("Parts not made")
@@ -62,8 +67,74 @@ def _compute_section(report: Report, study: Study) -> None:
         sec.tables.append(("Compute-optimal plans", study.plan.to_records()))
 
 
+def _curve_section(report: Report, study: Study) -> None:
+    curve = study.extras.get("curve")
+    if curve is None:
+        return
+    sec = report.section("Loss curves across learning-rate schedules")
+    sec.paragraphs.append(
+        f"Curve laws fitted on {', '.join(curve.fitted_runs)} and used to predict "
+        f"{', '.join(curve.held_out_runs)} from its schedule alone. The {curve.best_law} law "
+        "predicts the held-out curves best."
+    )
+    best = curve.fits[curve.best_law]
+    predicted = predicted_curves(best, curve.observations)
+    sec.figures.append(
+        (
+            "curves",
+            plot_curves(
+                predicted,
+                curve.observations,
+                fitted=frozenset(curve.fitted_runs),
+                title=f"{curve.best_law} law: observed points, fitted and predicted curves",
+            ),
+            "Loss against step: dashed curves were fitted, solid curves are predictions of runs "
+            "the law never saw; points are the measured losses.",
+        )
+    )
+    table = curve.errors.copy()
+    for col in ("mean_rel_error", "max_rel_error", "final_rel_error"):
+        table[col.replace("rel_error", "error_pct")] = 100 * table.pop(col)
+    sec.tables.append(("Relative error of each law on each run", table.to_dict("records")))
+    if curve.choice is not None:
+        rows = [
+            {
+                "schedule": c.name,
+                "predicted_final_loss": c.final_loss,
+                "gain_over_cosine_nats": curve.choice.gain_over(curve.choice.cosine, c),
+            }
+            for c in curve.choice.candidates
+        ]
+        sec.tables.append((f"Schedule choice by the {curve.best_law} law", rows))
+        sched = {c.name: c.schedule for c in curve.choice.candidates}
+        total = curve.choice.cosine.schedule.total
+        first = int(curve.observations["step"].min())
+        steps = np.unique(np.linspace(first, total, 200).astype(np.int64))
+        sec.figures.append(
+            (
+                "schedule_choice",
+                plot_curves(
+                    {
+                        c.name: (
+                            steps,
+                            predict_curve(best, c.schedule, steps),
+                        )
+                        for c in curve.choice.candidates
+                    },
+                    schedules=sched,
+                    title="Candidate schedules and their predicted loss curves",
+                ),
+                "Learning rate (top) and predicted loss (bottom) of cosine, WSD-20%, the best WSD "
+                "and the optimised monotone schedule.",
+            )
+        )
+
+
 def _fits_table(report: Report, study: Study) -> None:
     fits = [("compute", study.compute_fit)]
+    curve = study.extras.get("curve")
+    if curve is not None:
+        fits += [(f"curve ({name})", f) for name, f in curve.fits.items()]
     rows = []
     for part, fit in fits:
         if fit is None:

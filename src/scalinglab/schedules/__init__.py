@@ -29,7 +29,7 @@ from scalinglab.schedules.optimize import (
     optimize_monotone,
     wsd_grid,
 )
-from scalinglab.schedules.spec import parse_schedule
+from scalinglab.schedules.spec import parse_schedule, resolve_schedule
 from scalinglab.schedules.torch_factor import torch_lambda, torch_scheduler
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "lr_drops",
     "optimize_monotone",
     "parse_schedule",
+    "resolve_schedule",
     "schedule_from_lr",
     "torch_lambda",
     "torch_scheduler",

@@ -114,3 +114,64 @@ def _scalar(spec: str, key: str, raw: str, hint: Any) -> Any:
             raise SpecError(f"schedule {spec!r}: {key}={raw!r} must not be negative")
         return int(value)
     return value
+
+
+#: keys whose values count optimizer steps, and may be given as a fraction of the run
+STEP_KEYS = ("warmup", "decay_start", "period", "milestones")
+
+
+def resolve_schedule(spec: str, total_steps: int) -> str:
+    """Fill ``total=`` and turn fractional step counts into steps, then validate the spec.
+
+    A sweep writes one spec for runs of many lengths, e.g.
+    ``wsd:peak=3e-3,warmup=0.05,decay_start=0.8,final=3e-4``: a value of ``warmup``,
+    ``decay_start``, ``period`` or ``milestones`` strictly between 0 and 1 is that fraction of
+    ``total_steps``.
+
+    Parameters
+    ----------
+    spec
+        Schedule spec, possibly without ``total`` and with fractional step counts.
+    total_steps
+        Optimizer steps of the run.
+
+    Returns
+    -------
+    str
+        A spec :func:`parse_schedule` takes, with every step count in steps.
+
+    Raises
+    ------
+    SpecError
+        A malformed spec, or a ``total`` that disagrees with ``total_steps``.
+    """
+    kind, _, body = spec.partition(":")
+    items: list[tuple[str, str]] = []
+    for part in filter(None, (p.strip() for p in body.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise SpecError(f"schedule '{spec}': expected key=value, got '{part}'")
+        key, value = key.strip(), value.strip()
+        if key in STEP_KEYS:
+            value = "/".join(_steps(spec, key, v.strip(), total_steps) for v in value.split("/"))
+        items.append((key, value))
+    given = dict(items)
+    if "total" not in given:
+        items.append(("total", str(total_steps)))
+    elif int(float(given["total"])) != total_steps:
+        raise SpecError(
+            f"schedule '{spec}' has total={given['total']} but the run has "
+            f"{total_steps} steps; leave total out to have it filled in"
+        )
+    resolved = f"{kind.strip()}:" + ",".join(f"{k}={v}" for k, v in items)
+    parse_schedule(resolved)
+    return resolved
+
+
+def _steps(spec: str, key: str, value: str, total_steps: int) -> str:
+    """A step count, or a fraction of the run (strictly between 0 and 1) in steps."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise SpecError(f"schedule '{spec}': {key}={value!r} is not a number") from None
+    return str(round(number * total_steps)) if 0 < number < 1 else value

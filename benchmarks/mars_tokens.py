@@ -1,6 +1,6 @@
 """Token efficiency of MARS-AdamW against AdamW on the project's small GPT (CPU).
 
-Each optimizer gets a small learning-rate sweep (a factor-2.5 grid, widened while the best
+Each optimizer gets a small learning-rate sweep (a factor-1.6 grid, widened while the best
 rate sits on its edge); with its best rate, the step at which MARS-AdamW's validation loss
 first reaches AdamW's final validation loss is read off the evaluation curve (linear
 interpolation between evaluations). The issue's target is at most 0.8 of AdamW's steps.
@@ -23,8 +23,8 @@ from scalinglab.training.config import TrainConfig
 from scalinglab.training.trainer import TrainResult, train
 
 DATASET = "python-stdlib"
-GRID = (1.6e-3, 4e-3, 1e-2)
-GRID_FACTOR = 2.5
+GRID_FACTOR = 1.6
+GRID = tuple(4e-3 * GRID_FACTOR**k for k in (-2, -1, 0, 1))  # 1.56e-3 ... 6.4e-3
 MAX_WIDENINGS = 2
 
 

@@ -247,9 +247,8 @@ class MARS(Optimizer):
                 continue
             if p.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            (mars if self._uses_mars(group, p) else adamw)[(p.device, p.dtype, p.ndim == 2)].append(
-                p
-            )
+            buckets = mars if self._uses_mars(group, p) else adamw
+            buckets[(p.device, p.dtype, p.ndim == 2)].append(p)
         for params in mars.values():
             self._mars_update(group, params)
         for params in adamw.values():

@@ -75,7 +75,7 @@ def test_sweep_dry_run_lists_the_preset(tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     rows = json.loads(done.stdout)
     assert len(rows) == 24 and len({r["params"] for r in rows}) == 4
-    assert {r["tokens"] for r in rows} == {262144, 524288, 1048576}
+    assert {r["tokens"] for r in rows} == {131072, 262144, 524288}
     spec = CliRunner().invoke(app, ["sweep", "--preset=cpu-tiny", "--show-spec"])
     assert tomllib.loads(spec.stdout)["name"] == "cpu-tiny"
 

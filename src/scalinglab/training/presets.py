@@ -17,7 +17,7 @@ workers = 2
 threads = 1
 seeds = [0]
 optimizers = ["adamw"]
-tokens = [262144, 524288, 1048576]
+tokens = [131072, 262144, 524288]
 
 [base]
 context = 64
@@ -37,8 +37,8 @@ m = { d_model = 64, layers = 4, heads = 4 }
 l = { d_model = 96, layers = 4, heads = 4 }
 
 [schedules]
-cosine = "cosine:peak=3e-3,warmup=0.05,final=3e-4"
-wsd = "wsd:peak=3e-3,warmup=0.05,decay_start=0.8,final=3e-4"
+cosine = "cosine:peak=3e-3,warmup=25,final=3e-4"
+wsd = "wsd:peak=3e-3,warmup=25,decay_start=0.8,final=3e-4"
 """
 
 #: preset name -> TOML text

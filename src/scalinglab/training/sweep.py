@@ -382,13 +382,18 @@ def run_sweep(
     n_workers = max(1, min(workers or spec.workers, len(todo) or 1))
     if todo:
         context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
+        pool = cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=context)
+        try:
             futures = [pool.submit(_worker_run, c) for c in todo]
             for future in cf.as_completed(futures):
                 outcome = future.result()
                 outcomes.append(outcome)
                 if on_run is not None:
                     on_run(outcome, len(outcomes), total)
+        finally:
+            # on Ctrl-C, start no new run; running ones stop on their own SIGINT, and a later
+            # call resumes them from their checkpoints
+            pool.shutdown(wait=True, cancel_futures=True)
     order = {c.name: i for i, c in enumerate(configs)}
     outcomes.sort(key=lambda o: order[o.run_id])
     return SweepResult(spec.name, str(store), outcomes, time.perf_counter() - tick)

@@ -14,6 +14,12 @@ import pandas as pd
 CHINCHILLA_TRUTH = {"E": 1.82, "A": 482.0, "alpha": 0.3478, "B": 2085.0, "beta": 0.3658}
 
 
+#: ground truth of :func:`schedule_runs`: an annealing law (Tissue et al. 2024)
+ANNEALING_TRUTH = {"L0": 2.6, "A": 0.45, "alpha": 0.5, "C": 0.35}
+#: the second dataset's loss is ``K·(L − E_x)^κ + E_y`` of the first (Brandfonbrener et al.)
+TRANSFER_TRUTH = {"K": 1.1, "kappa": 1.15, "E_x": 1.8, "E_y": 2.4}
+
+
 def isoflop_sweep(
     budgets_flops: tuple[float, ...] = (1e18, 3e18, 1e19, 3e19, 1e20, 3e20, 1e21),
     sizes_per_budget: int = 9,
@@ -37,7 +43,8 @@ def isoflop_sweep(
     -------
     pandas.DataFrame
         Observations: ``run_id, family, params, tokens, flops, dataset, loss`` (one final
-        loss per run, nats/token).
+        loss per run, nats/token), on ``"train"`` and on ``"held-out"``, whose loss follows
+        :data:`TRANSFER_TRUTH` of the training loss.
     """
     rng = np.random.default_rng(seed)
     t = CHINCHILLA_TRUTH
@@ -49,24 +56,21 @@ def isoflop_sweep(
         for n in n_opt * np.geomspace(1 / 8, 8, sizes_per_budget):
             d = c / (6.0 * n)
             clean = t["E"] + t["A"] / n ** t["alpha"] + t["B"] / d ** t["beta"]
-            rows.append(
-                {
-                    "run_id": f"C{c:.0e}-N{n:.3g}",
-                    "family": "example",
-                    "params": float(np.round(n)),
-                    "tokens": float(np.round(d)),
-                    "flops": float(c),
-                    "dataset": "train",
-                    "loss": float(clean * np.exp(rng.normal(0.0, noise))),
-                }
-            )
+            k = TRANSFER_TRUTH
+            other = k["K"] * (clean - k["E_x"]) ** k["kappa"] + k["E_y"]
+            for dataset, loss in (("train", clean), ("held-out", other)):
+                rows.append(
+                    {
+                        "run_id": f"C{c:.0e}-N{n:.3g}",
+                        "family": "example",
+                        "params": float(np.round(n)),
+                        "tokens": float(np.round(d)),
+                        "flops": float(c),
+                        "dataset": dataset,
+                        "loss": float(loss * np.exp(rng.normal(0.0, noise))),
+                    }
+                )
     return pd.DataFrame(rows)
-
-
-#: ground truth of :func:`schedule_runs`: an annealing law (Tissue et al. 2024)
-ANNEALING_TRUTH = {"L0": 2.6, "A": 0.45, "alpha": 0.5, "C": 0.35}
-#: the second dataset's loss is ``K·(L − E_x)^κ + E_y`` of the first (Brandfonbrener et al.)
-TRANSFER_TRUTH = {"K": 1.1, "kappa": 1.15, "E_x": 2.3, "E_y": 2.9}
 
 
 def schedule_runs(

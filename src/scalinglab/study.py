@@ -19,6 +19,13 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.errors import InputError, ScalingLabError
+from scalinglab.evaluation.transfer import (
+    LossRef,
+    TransferFit,
+    Translation,
+    fit_transfer,
+    translate_law,
+)
 from scalinglab.fitting import Fit, fit, select_dataset
 from scalinglab.laws.curve import curve_errors, final_loss_model
 from scalinglab.planning import IsoFlopResult, Plan, compute_optimal, isoflop_analysis
@@ -103,7 +110,7 @@ def analyse(
     law: str = "chinchilla",
     bootstrap: int = 200,
     seed: int = 0,
-    parts: Sequence[str] = ("compute", "curve"),
+    parts: Sequence[str] = ("compute", "curve", "transfer"),
 ) -> Study:
     """Analyse a table of runs.
 
@@ -133,6 +140,8 @@ def analyse(
         _compute_part(study, law, bootstrap, seed)
     if "curve" in parts:
         study.extras["curve"] = _attempt(study, "loss curves", lambda: _curve_part(study))
+    if "transfer" in parts:
+        study.extras["transfer"] = _attempt(study, "loss-to-loss", lambda: _transfer_part(study))
     return study
 
 
@@ -240,6 +249,46 @@ def _curve_part(study: Study) -> CurveStudy | None:
         f"{curve.choice.gain_over(curve.choice.wsd20, rec):.4f} below WSD-20%"
     )
     return curve
+
+
+@dataclass
+class TransferStudy:
+    """Loss-to-loss from the primary dataset to another, and the translated compute law."""
+
+    fit: TransferFit
+    translation: Translation | None
+    scores: dict[str, float]  # ARE of the translated and the direct law on held-out runs
+
+
+def _transfer_part(study: Study) -> TransferStudy:
+    obs = study.observations
+    names = sorted(obs["dataset"].astype(str).unique()) if "dataset" in obs.columns else []
+    others = [n for n in names if n != study.dataset]
+    if study.dataset is None or not others:
+        raise InputError("losses are measured on one dataset only: loss-to-loss needs two")
+    family = None
+    if "family" in obs.columns and obs["family"].notna().any():
+        family = str(obs.loc[obs["dataset"].astype(str) == study.dataset, "family"].mode()[0])
+    x, y = LossRef(family, study.dataset), LossRef(family, others[0])
+    result = fit_transfer(obs, x, y)
+    translation = _attempt(study, "translated law", lambda: translate_law(obs, x, y))
+    scores: dict[str, float] = {}
+    if translation is not None:
+        scores = _attempt(study, "translated law", lambda: translation.evaluate(obs)) or {}
+    p = result.params
+    line = (
+        f"Loss-to-loss ({x.dataset} → {y.dataset}): L_y = {p['K']:.3g}·(L_x − {p['E_x']:.3g})"
+        f"^{p['kappa']:.3g} + {p['E_y']:.3g}"
+    )
+    if scores:
+        line += (
+            f"; {y.dataset}'s law translated from {len(translation.y_runs)} of its runs "  # type: ignore[union-attr]
+            f"forecasts the other {int(scores['n_heldout'])} with ARE "
+            f"{100 * scores['are_translated']:.2f}% (fitting those runs alone: "
+            f"{100 * scores['are_direct']:.2f}%)"
+        )
+    study.summary.append(line)
+    return TransferStudy(result, translation, scores)
 
 
 def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,8 @@ from scalinglab.laws.curve import predict_curve, predicted_curves
 from scalinglab.report.compute_plots import plot_allocation, plot_isoflop, plot_loss_vs_compute
 from scalinglab.report.curve_plots import plot_curves
 from scalinglab.report.document import Report
+from scalinglab.report.transfer_plot import plot_transfer
+from scalinglab.report.translation_plot import plot_translation
 from scalinglab.study import Study, final_rows
 
 
@@ -16,6 +18,7 @@ def build_report(study: Study, title: str = "Scaling study") -> Report:
     report = Report(title=title, summary=list(study.summary))
     _compute_section(report, study)
     _curve_section(report, study)
+    _transfer_section(report, study)
     _fits_table(report, study)
     if study.notes:
         sec = report.section("Parts not made")
@@ -130,11 +133,54 @@ def _curve_section(report: Report, study: Study) -> None:
         )
 
 
+def _transfer_section(report: Report, study: Study) -> None:
+    transfer = study.extras.get("transfer")
+    if transfer is None:
+        return
+    result = transfer.fit
+    sec = report.section("Loss-to-loss prediction")
+    sec.paragraphs.append(
+        f"Shifted power law L_y = K·(L_x − E_x)^κ + E_y from {result.x} to {result.y}, with E_x "
+        f"and E_y from {result.irreducible} compute fits on each loss "
+        "(Brandfonbrener et al. 2024)."
+    )
+    sec.figures.append(
+        (
+            "transfer",
+            plot_transfer(result),
+            "Pairs of losses of the same model on the two datasets, coloured by "
+            "compute, with the fitted shifted power law.",
+        )
+    )
+    if transfer.translation is not None:
+        sec.figures.append(
+            (
+                "translation",
+                plot_translation(transfer.translation, study.observations),
+                "Forecasts of every run on the second dataset by the translated "
+                "law and by a law fitted on the same few runs alone.",
+            )
+        )
+    if transfer.scores:
+        sec.tables.append(
+            (
+                "Translated law against direct fit (held-out runs)",
+                [
+                    {"law": "translated", "ARE_pct": 100 * transfer.scores["are_translated"]},
+                    {"law": "direct", "ARE_pct": 100 * transfer.scores["are_direct"]},
+                ],
+            )
+        )
+
+
 def _fits_table(report: Report, study: Study) -> None:
     fits = [("compute", study.compute_fit)]
     curve = study.extras.get("curve")
     if curve is not None:
         fits += [(f"curve ({name})", f) for name, f in curve.fits.items()]
+    transfer = study.extras.get("transfer")
+    if transfer is not None:
+        fits.append(("loss-to-loss", transfer.fit.fit))
     rows = []
     for part, fit in fits:
         if fit is None:

@@ -12,6 +12,7 @@ import typer
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
+from scalinglab.data import load_observations
 from scalinglab.evaluation.transfer import (
     OWN_DATASET,
     ComputeLaw,
@@ -57,8 +58,6 @@ LOSS_HELP = (
 
 def load_runs(data: Path, column: list[str] | None, wide: list[str] | None) -> pd.DataFrame:
     """Observations from a file, with column renames and wide loss columns melted."""
-    from scalinglab.data import load_observations
-
     mapping = parse_assignments(column, "--column")
     return load_observations(data, columns=mapping or None, wide=wide or None)
 
@@ -299,7 +298,10 @@ def translate_command(
 def backtest_command(
     data: DataArg,
     setting: Annotated[
-        list[str] | None, typer.Option(help=f"Settings to run ({', '.join(SETTINGS[:2])}...).")
+        list[str] | None,
+        typer.Option(
+            help=f"Setting to run (repeatable): {', '.join(SETTINGS)}; default the first."
+        ),
     ] = None,
     max_train_flops: Annotated[
         float, typer.Option(help="Fit on runs up to this compute; predict the larger ones.")

@@ -174,7 +174,8 @@ def backtest_transfer(
     Raises
     ------
     InputError
-        If a pair has no runs on one side of ``max_train_flops``.
+        If a pair has no runs above ``max_train_flops``, or a larger model's loss on ``x`` is
+        not above the ``E_x`` fitted on the small runs (the law cannot predict it).
     """
     if law not in COMPUTE_LAWS:
         raise InputError(f"law must be one of {', '.join(COMPUTE_LAWS)}", value=law)

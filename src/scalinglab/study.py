@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalinglab.errors import InputError, ScalingLabError
+from scalinglab.errors import FitError, InputError, ScalingLabError
+from scalinglab.evaluation.backtest import FitChoice, backtest_family
 from scalinglab.evaluation.transfer import (
     LossRef,
     TransferFit,
@@ -110,7 +111,7 @@ def analyse(
     law: str = "chinchilla",
     bootstrap: int = 200,
     seed: int = 0,
-    parts: Sequence[str] = ("compute", "curve", "transfer"),
+    parts: Sequence[str] = ("compute", "curve", "transfer", "backtest"),
 ) -> Study:
     """Analyse a table of runs.
 
@@ -142,6 +143,8 @@ def analyse(
         study.extras["curve"] = _attempt(study, "loss curves", lambda: _curve_part(study))
     if "transfer" in parts:
         study.extras["transfer"] = _attempt(study, "loss-to-loss", lambda: _transfer_part(study))
+    if "backtest" in parts:
+        study.extras["backtest"] = _attempt(study, "backtest", lambda: _backtest_part(study))
     return study
 
 
@@ -289,6 +292,67 @@ def _transfer_part(study: Study) -> TransferStudy:
         )
     study.summary.append(line)
     return TransferStudy(result, translation, scores)
+
+
+#: fitting choices the study's backtest compares (small runs: no early-token cutoff)
+BACKTEST_CHOICES = {
+    "all checkpoints": FitChoice(min_tokens=0.0),
+    "final losses only": FitChoice(checkpoints="final", min_tokens=0.0),
+}
+
+
+@dataclass
+class BacktestStudy:
+    """Forecasts of the largest run from smaller models, scored by ARE."""
+
+    target: str
+    results: pd.DataFrame  # one row per (k, fraction, choice); are and baseline columns
+    headline: dict[str, Any]  # the best choice with every smaller size and full runs seen
+
+
+def _backtest_part(study: Study) -> BacktestStudy:
+    obs = select_dataset(study.observations, study.dataset)
+    family = (
+        str(obs["family"].mode()[0])
+        if "family" in obs.columns and obs["family"].notna().any()
+        else ""
+    )
+    rows = obs if not family else obs[obs["family"].astype(str) == family]
+    runs = rows.groupby("run_id").agg(params=("params", "first"), tokens=("tokens", "max"))
+    target = str(runs.sort_values(["params", "tokens"]).index[-1])
+    results = backtest_family(
+        obs, family, target=target, choices=BACKTEST_CHOICES, target_fractions=(0.0,)
+    )
+    table = pd.DataFrame([r.to_dict() for r in results])
+    table = pd.concat(
+        [
+            table.drop(columns=["baselines"]),
+            pd.json_normalize(table["baselines"].tolist()).add_prefix("baseline_"),
+        ],
+        axis=1,
+    )
+    ok = table[table["error"].isna()]
+    if ok.empty:
+        raise FitError(f"no backtest fit succeeded: {table['error'].dropna().iloc[0]}")
+    full = ok[(ok["k"] == ok["k"].max()) & (ok["fraction"] == ok["fraction"].max())]
+    best = full.loc[full["are"].idxmin()]
+    baselines = {
+        c.removeprefix("baseline_"): float(best[c])
+        for c in table.columns
+        if c.startswith("baseline_")
+    }
+    headline = {
+        "choice": best["choice"],
+        "k": int(best["k"]),
+        "are": float(best["are"]),
+        **{f"baseline {k}": v for k, v in baselines.items()},
+    }
+    study.summary.append(
+        f"Backtest: forecasting {target} from the {int(best['k'])} smaller model sizes "
+        f"({best['choice']}) misses by ARE {100 * best['are']:.2f}%; no-fit baselines: "
+        + ", ".join(f"{k} {100 * v:.2f}%" for k, v in baselines.items())
+    )
+    return BacktestStudy(target, table, headline)
 
 
 def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:

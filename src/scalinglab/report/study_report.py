@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from scalinglab.laws.curve import predict_curve, predicted_curves
+from scalinglab.report.backtest_plot import plot_are_heatmap
 from scalinglab.report.compute_plots import plot_allocation, plot_isoflop, plot_loss_vs_compute
 from scalinglab.report.curve_plots import plot_curves
 from scalinglab.report.document import Report
@@ -19,6 +20,7 @@ def build_report(study: Study, title: str = "Scaling study") -> Report:
     _compute_section(report, study)
     _curve_section(report, study)
     _transfer_section(report, study)
+    _backtest_section(report, study)
     _fits_table(report, study)
     if study.notes:
         sec = report.section("Parts not made")
@@ -169,6 +171,30 @@ def _transfer_section(report: Report, study: Study) -> None:
                     {"law": "translated", "ARE_pct": 100 * transfer.scores["are_translated"]},
                     {"law": "direct", "ARE_pct": 100 * transfer.scores["are_direct"]},
                 ],
+            )
+        )
+
+
+def _backtest_section(report: Report, study: Study) -> None:
+    backtest = study.extras.get("backtest")
+    if backtest is None:
+        return
+    sec = report.section("Backtest: forecasting the largest run")
+    sec.paragraphs.append(
+        f"The compute law is fitted on the k smallest model sizes, seeing the first fraction p "
+        f"of each of their runs, and forecasts the checkpoints of {backtest.target} after 70% "
+        "of its tokens. ARE is the mean absolute relative error there; the no-fit baselines "
+        "forecast the target's loss from the last loss(es) seen."
+    )
+    sec.tables.append(("Best forecast with every smaller size seen", [backtest.headline]))
+    ok = backtest.results[backtest.results["error"].isna()]
+    for choice in sorted(ok["choice"].unique()):
+        sec.figures.append(
+            (
+                f"backtest_{choice}",
+                plot_are_heatmap(ok, choice=choice),
+                f"ARE of the forecast ({choice}) by training sizes k and fraction p "
+                "of their runs seen.",
             )
         )
 

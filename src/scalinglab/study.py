@@ -95,6 +95,16 @@ def primary_dataset(observations: pd.DataFrame, preferred: str | None = None) ->
     return str(names.value_counts().idxmax())
 
 
+def primary_family(observations: pd.DataFrame) -> str | None:
+    """The recipe (``family``) measured most often; ``None`` for a table without families.
+
+    A compute law describes one recipe: runs of another schedule or optimizer would bend it.
+    """
+    if "family" not in observations.columns or observations["family"].isna().all():
+        return None
+    return str(observations["family"].astype(str).mode()[0])
+
+
 def _attempt(study: Study, part: str, action: Callable[[], Any]) -> Any:
     """Run one part; a user-level failure becomes a note instead of ending the study."""
     try:
@@ -148,8 +158,15 @@ def analyse(
     return study
 
 
+def _recipe_rows(study: Study) -> pd.DataFrame:
+    """Rows of the primary dataset and recipe (see :func:`primary_family`)."""
+    rows = select_dataset(study.observations, study.dataset)
+    family = primary_family(rows)
+    return rows if family is None else rows[rows["family"].astype(str) == family]
+
+
 def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
-    rows = final_rows(select_dataset(study.observations, study.dataset))
+    rows = final_rows(_recipe_rows(study))
     result = _attempt(study, "compute law", lambda: fit(rows, law, bootstrap=bootstrap, seed=seed))
     study.compute_fit = result
     if result is None:
@@ -269,9 +286,7 @@ def _transfer_part(study: Study) -> TransferStudy:
     others = [n for n in names if n != study.dataset]
     if study.dataset is None or not others:
         raise InputError("losses are measured on one dataset only: loss-to-loss needs two")
-    family = None
-    if "family" in obs.columns and obs["family"].notna().any():
-        family = str(obs.loc[obs["dataset"].astype(str) == study.dataset, "family"].mode()[0])
+    family = primary_family(select_dataset(obs, study.dataset))
     x, y = LossRef(family, study.dataset), LossRef(family, others[0])
     result = fit_transfer(obs, x, y)
     translation = _attempt(study, "translated law", lambda: translate_law(obs, x, y))
@@ -311,17 +326,12 @@ class BacktestStudy:
 
 
 def _backtest_part(study: Study) -> BacktestStudy:
-    obs = select_dataset(study.observations, study.dataset)
-    family = (
-        str(obs["family"].mode()[0])
-        if "family" in obs.columns and obs["family"].notna().any()
-        else ""
-    )
-    rows = obs if not family else obs[obs["family"].astype(str) == family]
+    rows = _recipe_rows(study)
+    family = primary_family(rows) or ""
     runs = rows.groupby("run_id").agg(params=("params", "first"), tokens=("tokens", "max"))
     target = str(runs.sort_values(["params", "tokens"]).index[-1])
     results = backtest_family(
-        obs, family, target=target, choices=BACKTEST_CHOICES, target_fractions=(0.0,)
+        rows, family, target=target, choices=BACKTEST_CHOICES, target_fractions=(0.0,)
     )
     table = pd.DataFrame([r.to_dict() for r in results])
     table = pd.concat(
@@ -353,6 +363,37 @@ def _backtest_part(study: Study) -> BacktestStudy:
         + ", ".join(f"{k} {100 * v:.2f}%" for k, v in baselines.items())
     )
     return BacktestStudy(target, table, headline)
+
+
+#: the sweeps the end-to-end study trains: the scaling sweep, then a third schedule
+STUDY_PRESETS = ("cpu-tiny", "cpu-tiny-constant")
+
+
+def run_study(
+    store: str | Path,
+    out_dir: str | Path,
+    *,
+    presets: Sequence[str] = STUDY_PRESETS,
+    workers: int | None = None,
+    on_run: Callable[[Any, int, int], None] | None = None,
+) -> list[Any]:
+    """Train (or reuse from ``store``) the study's sweeps. Needs torch.
+
+    Runs the store marks finished are skipped, so a second call trains nothing.
+
+    Returns
+    -------
+    list of scalinglab.training.sweep.SweepResult
+    """
+    from scalinglab.training.sweep import load_sweep, run_sweep
+
+    specs = [load_sweep(name) for name in presets]  # every spec is checked before training
+    return [
+        run_sweep(
+            spec, store=store, out_dir=Path(out_dir) / "checkpoints", workers=workers, on_run=on_run
+        )
+        for spec in specs
+    ]
 
 
 def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from scalinglab.data import load_observations
 from scalinglab.examples import isoflop_sweep
 from scalinglab.report.study_report import build_report
 from scalinglab.study import analyse
@@ -14,16 +15,18 @@ from tests.browser import chromium, inspect_page
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    study = analyse(isoflop_sweep(), bootstrap=50)
+    study = analyse(load_observations(isoflop_sweep()), bootstrap=50)
     return build_report(study, title="Example study").write(tmp_path_factory.mktemp("report"))
 
 
 def test_report_files(written: dict[str, Path]) -> None:
     html = written["html"].read_text()
     markdown = written["markdown"].read_text()
-    assert html.count("data:image/png;base64,") == 3
+    n_figures = len(written) - 2
+    assert n_figures >= 6  # compute (3), loss-to-loss (2), backtest heatmaps
+    assert html.count("data:image/png;base64,") == n_figures
     assert "http://" not in html and "https://" not in html  # viewable offline
-    for name in ("loss_vs_compute", "isoflop", "allocation"):
+    for name in ("loss_vs_compute", "isoflop", "allocation", "transfer", "translation"):
         assert written[name].stat().st_size > 10_000
         assert f"figures/{name}.png" in markdown
     assert "Compute-optimal plans" in markdown and "Every fitted law" in markdown
@@ -35,6 +38,6 @@ def test_report_opens_in_chromium(written: dict[str, Path]) -> None:
     shot = written["html"].parent / "screenshot.png"
     verdict = inspect_page(written["html"], shot)
     assert verdict["errors"] == []
-    assert len(verdict["images"]) == 3
+    assert len(verdict["images"]) == len(written) - 2
     assert all(img["ok"] and img["width"] > 100 for img in verdict["images"]), verdict
     assert shot.stat().st_size > 10_000

@@ -13,6 +13,7 @@ app = typer.Typer(
 )
 
 # Sub-command modules register themselves on import; one line each.
+from scalinglab.cli import backtest as _backtest  # noqa: E402,F401
 from scalinglab.cli import compute as _compute  # noqa: E402,F401
 from scalinglab.cli import curve as _curve  # noqa: E402,F401
 from scalinglab.cli import example as _example  # noqa: E402,F401

@@ -45,7 +45,13 @@ from scalinglab.evaluation.checkpoints import (
 )
 from scalinglab.evaluation.families import MIN_SIZES
 from scalinglab.evaluation.metrics import are
-from scalinglab.evaluation.subspace import SubspaceLaw, pca_law, relation_law
+from scalinglab.evaluation.subspace import (
+    SubspaceLaw,
+    centred_law,
+    coefficients_from_theta,
+    pca_law,
+    relation_law,
+)
 from scalinglab.fitting import RobustLoss
 from scalinglab.fitting.engine import _Objective
 from scalinglab.fitting.optimize import batched_lbfgs
@@ -63,7 +69,7 @@ DEFAULT_KS: tuple[int, ...] = (2, 3, 4, 5)
 #: checkpoints kept per run in backtest fits (spread evenly in tokens)
 DEFAULT_MAX_PER_RUN = 100
 #: iteration cap and relative-decrease tolerance of the batched optimiser in backtests
-BACKTEST_MAX_ITER = 400
+BACKTEST_MAX_ITER = 200
 BACKTEST_FTOL = 1e-8
 #: principal components kept by the "pca" choice (Choshen et al.: three carry 99.5%)
 PCA_COMPONENTS = 3
@@ -406,7 +412,11 @@ class Parameterisation:
 
 
 def parameterisation(
-    base: Law, choice: str, collection: pd.DataFrame | None, y: FloatArray
+    base: Law,
+    choice: str,
+    collection: pd.DataFrame | None,
+    x: Mapping[str, FloatArray],
+    y: FloatArray,
 ) -> Parameterisation:
     """Build a parameter choice for a base law.
 
@@ -418,8 +428,11 @@ def parameterisation(
         One of :data:`PARAMETER_CHOICES`.
     collection
         Fits of other families (needed by every choice but ``"all"``).
-    y
-        Losses to be fitted (the floor's starting values sit just below the lowest).
+    x, y
+        Inputs and losses to be fitted: the scales of ``"all"`` and ``"fixed_exponents"``
+        are measured at the inputs' centre (see
+        :func:`~scalinglab.evaluation.subspace.centred_law`), and the floor's starting values
+        sit just below the lowest loss.
 
     Raises
     ------
@@ -438,7 +451,7 @@ def parameterisation(
         law = pca_law(collection, base, PCA_COMPONENTS)
         theta = _star(law)
     else:
-        law = base
+        law = centred_law(base, x)
         theta = _product(base, _small_grid(base, y))
         if collection is not None and not collection.empty:
             # the collection's median is a good start
@@ -452,6 +465,7 @@ def parameterisation(
             fixed = {n: float(collection[n].median()) for n in ("alpha", "beta")}
             for n, v in fixed.items():
                 theta[:, base.param_names.index(n)] = v
+        theta = coefficients_from_theta(law, theta)
     pmap = ParameterMap.build(law, fixed=fixed)
     z = np.unique(np.clip(pmap.z_from_theta(theta), pmap.lower, pmap.upper), axis=0)
     return Parameterisation(law, pmap, z, fixed)
@@ -464,14 +478,25 @@ def _solve(
     weights: FloatArray,
     loss: RobustLoss,
 ) -> tuple[FloatArray, FloatArray]:
-    """Fit every weight row from every start at once; best θ ``(rows, p)`` and objective."""
+    """Fit every weight row from every start at once; best θ ``(rows, p)`` and objective.
+
+    Each row's weights are scaled so that its best start's objective is 1: the optimiser's
+    relative tolerance then means the same for every row, however small its residuals.
+    """
     m = variant.starts.shape[0]
     rows = weights.shape[0]
-    objective = _Objective(variant.law, variant.pmap, x, log_y, np.repeat(weights, m, axis=0), loss)
+    z0 = np.tile(variant.starts, (rows, 1))
+    w = np.repeat(weights, m, axis=0)
+    start_f, _ = _Objective(variant.law, variant.pmap, x, log_y, w, loss)(z0, np.arange(rows * m))
+    start_f = np.where(np.isfinite(start_f), start_f, np.inf).reshape(rows, m).min(axis=1)
+    scale = np.where(np.isfinite(start_f) & (start_f > 0), 1.0 / start_f, 1.0)
+    objective = _Objective(
+        variant.law, variant.pmap, x, log_y, w * np.repeat(scale, m)[:, None], loss
+    )
     # rows hold different problems: never merge or race them against each other
     res = batched_lbfgs(
         objective,
-        np.tile(variant.starts, (rows, 1)),
+        z0,
         variant.pmap.lower,
         variant.pmap.upper,
         max_iter=BACKTEST_MAX_ITER,
@@ -481,7 +506,7 @@ def _solve(
     f = res.objective.reshape(rows, m)
     best = np.argmin(f, axis=1)
     z = res.z.reshape(rows, m, -1)[np.arange(rows), best]
-    return variant.pmap.theta(z), f[np.arange(rows), best]
+    return variant.pmap.theta(z), f[np.arange(rows), best] / scale
 
 
 def _base_params(law: Law, theta: FloatArray) -> dict[str, float]:
@@ -642,7 +667,7 @@ def backtest_family(
     variants: dict[str, Parameterisation | str] = {}
     for kind in {c.parameters for c in choices.values()}:
         try:
-            variants[kind] = parameterisation(base, kind, collection, fam.loss[pool])
+            variants[kind] = parameterisation(base, kind, collection, x, fam.loss[pool])
         except FitError as err:
             variants[kind] = str(err)
 
@@ -850,6 +875,9 @@ def collection_for(
     -------
     pandas.DataFrame
         Indexed by group: one column per law parameter, plus ``n_points`` and ``objective``.
+        Groups whose fit leaves a parameter at a bound (e.g. an exponent at 5 when three
+        close sizes cannot pin it down) are left out too, with the others in
+        ``attrs["skipped"]``.
     """
     if by not in observations.columns:
         raise InputError(f"cannot collect fits by '{by}': the table has no such column")
@@ -868,7 +896,7 @@ def collection_for(
             skipped[str(group)] = f"{len(points)} checkpoint(s) after {min_tokens:.3g} tokens"
             continue
         y = points["loss"].to_numpy(dtype=float)
-        variant = parameterisation(base, "all", None, y)
+        variant = parameterisation(base, "all", None, base.features(points), y)
         theta, objective = _solve(
             variant,
             base.features(points),
@@ -876,8 +904,19 @@ def collection_for(
             run_weights(points, weighting)[None, :],
             RobustLoss(),
         )
+        params = _base_params(variant.law, theta[0])
+        at_bound = [
+            p.name
+            for p in base.parameters()
+            if np.isclose(params[p.name], p.lower, rtol=1e-6, atol=1e-9)
+            or np.isclose(params[p.name], p.upper, rtol=1e-6, atol=1e-9)
+        ]
+        if at_bound:
+            # a parameter pinned at a bound is not an estimate worth borrowing from
+            skipped[str(group)] = f"fit has {', '.join(at_bound)} at a bound"
+            continue
         rows[str(group)] = {
-            **dict(zip(base.param_names, map(float, theta[0]), strict=True)),
+            **params,
             "n_points": float(len(points)),
             "objective": float(objective[0]),
         }

@@ -82,6 +82,31 @@ def convert_perplexity(
     return out, sorted(chosen)
 
 
+def _implausible_losses(
+    raw: pd.DataFrame, fam_col: str, loss_col: str, source: str
+) -> dict[str, InputError]:
+    """Per family, an error naming the first loss too high to be in nats (a perplexity?)."""
+    loss = pd.to_numeric(raw[loss_col], errors="coerce").to_numpy(dtype=float)
+    labels = raw[fam_col].astype(str).to_numpy()
+    rows = raw[SOURCE_ROW].to_numpy()
+    out: dict[str, InputError] = {}
+    for i in np.flatnonzero(loss > MAX_PLAUSIBLE_LOSS_NATS):
+        fam = str(labels[i])
+        if fam in out:
+            continue
+        top = float(np.nanmax(loss[labels == fam]))
+        out[fam] = InputError(
+            f"family '{fam}' has losses up to {top:.4g}, above {MAX_PLAUSIBLE_LOSS_NATS:g} nats "
+            "per token: they look like perplexities; convert them with perplexity='auto' or "
+            f"perplexity=['{fam}'] (CLI: --perplexity auto or --perplexity '{fam}')",
+            source=source,
+            row=int(rows[i]),
+            column=loss_col,
+            value=float(loss[i]),
+        )
+    return out
+
+
 def load_families(
     source: str | Path | pd.DataFrame,
     *,
@@ -122,7 +147,8 @@ def load_families(
     ------
     InputError
         Unreadable data, an unknown or too small ``family``, no usable family at all, or a
-        loss that still looks like a perplexity (named by row and value).
+        loss of ``family`` that still looks like a perplexity (named by row and value);
+        without ``family``, such families are skipped with that message.
     """
     if isinstance(source, pd.DataFrame):
         name = str(source.attrs.get("source", "<DataFrame>"))
@@ -181,6 +207,14 @@ def load_families(
         raw, converted = convert_perplexity(
             raw, perplexity, family_column=fam_col, loss_column=loss_col, source=name
         )
+    if loss_unit == "nats":
+        implausible = _implausible_losses(raw, fam_col, loss_col, name)
+        if family is not None and family in implausible:
+            raise implausible[family]
+        skipped.update({f: str(err) for f, err in implausible.items()})
+        raw = raw[~raw[fam_col].astype(str).isin(implausible)]
+        if raw.empty:
+            raise next(iter(implausible.values()))
     raw.attrs["source"] = name
     obs = load_observations(raw, columns=columns, loss_unit=loss_unit)
     obs = select_dataset(obs, dataset)

@@ -92,7 +92,7 @@ def schedule_runs(
     pandas.DataFrame
         Observations with ``run_id, family, params, tokens, step, lr, schedule, dataset, loss``.
     """
-    from scalinglab.laws import get_law
+    from scalinglab.laws.curve import AnnealingLaw
     from scalinglab.schedules import parse_schedule
 
     rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ def schedule_runs(
         "wsd": f"wsd:peak=3e-4,warmup={warmup},total={steps},decay_start={int(steps * 0.8)},"
         "shape=exp,final=3e-5",
     }
-    law = get_law("annealing")
+    law = AnnealingLaw()
     at = np.arange(every, steps + 1, every)
     k = TRANSFER_TRUTH
     rows = []

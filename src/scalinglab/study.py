@@ -298,9 +298,9 @@ def _transfer_part(study: Study) -> TransferStudy:
         f"Loss-to-loss ({x.dataset} → {y.dataset}): L_y = {p['K']:.3g}·(L_x − {p['E_x']:.3g})"
         f"^{p['kappa']:.3g} + {p['E_y']:.3g}"
     )
-    if scores:
+    if scores and translation is not None:
         line += (
-            f"; {y.dataset}'s law translated from {len(translation.y_runs)} of its runs "  # type: ignore[union-attr]
+            f"; {y.dataset}'s law translated from {len(translation.y_runs)} of its runs "
             f"forecasts the other {int(scores['n_heldout'])} with ARE "
             f"{100 * scores['are_translated']:.2f}% (fitting those runs alone: "
             f"{100 * scores['are_direct']:.2f}%)"

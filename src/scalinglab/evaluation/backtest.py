@@ -369,8 +369,21 @@ def _default_ks(n_sizes: int) -> list[int]:
     return sorted({k for k in (*DEFAULT_KS, n_sizes) if 2 <= k <= n_sizes})
 
 
-def _small_grid(law: Law, y: FloatArray) -> dict[str, list[float]]:
-    """A handful of starts: the floor near the lowest loss, mid-grid scales and exponents."""
+def starting_grid(law: Law, y: FloatArray) -> dict[str, list[float]]:
+    """The backtests' few starts: the floor near the lowest loss, mid-grid scales, exponents.
+
+    Parameters
+    ----------
+    law
+        The law whose grid is thinned (the irreducible parameter is set from ``y``).
+    y
+        Losses to be fitted.
+
+    Returns
+    -------
+    dict
+        Parameter name → start values (the ``grid=`` of :func:`scalinglab.fitting.fit_law`).
+    """
     grid: dict[str, list[float]] = {}
     for p in law.parameters():
         if p.name == law.irreducible:
@@ -452,7 +465,7 @@ def parameterisation(
         theta = _star(law)
     else:
         law = centred_law(base, x)
-        theta = _product(base, _small_grid(base, y))
+        theta = _product(base, starting_grid(base, y))
         if collection is not None and not collection.empty:
             # the collection's median is a good start
             med = collection[list(base.param_names)].median().to_numpy(dtype=float)
@@ -734,7 +747,10 @@ def backtest_family(
         if not pending:
             continue
         assert not isinstance(variant, str)
-        theta, objective = _solve(variant, x, log_y, np.vstack(weight_rows), loss)
+        # scenarios that see the same checkpoints with the same weights are one fit
+        unique_rows, which = np.unique(np.vstack(weight_rows), axis=0, return_inverse=True)
+        theta, objective = _solve(variant, x, log_y, unique_rows, loss)
+        theta, objective = theta[which.ravel()], objective[which.ravel()]
         for (result, test_loss, test_pts), th, f in zip(pending, theta, objective, strict=True):
             with np.errstate(all="ignore"):
                 pred = np.exp(

@@ -19,6 +19,7 @@ from scalinglab.cli import curve as _curve  # noqa: E402,F401
 from scalinglab.cli import example as _example  # noqa: E402,F401
 from scalinglab.cli import planning as _planning  # noqa: E402,F401
 from scalinglab.cli import runs as _runs  # noqa: E402,F401
+from scalinglab.cli import study as _study  # noqa: E402,F401
 from scalinglab.cli import train as _train  # noqa: E402,F401
 from scalinglab.cli import transfer as _transfer  # noqa: E402,F401
 

@@ -4,7 +4,7 @@ Pre-norm decoder-only transformer: token embedding (+ learned positions, or rota
 positions applied to queries and keys), ``layers`` blocks of causal self-attention and an MLP
 (GELU or SwiGLU), a final norm and a vocabulary projection that is tied to the token
 embedding or not. Its parameter count equals :func:`scalinglab.planning.count_params` for
-the same :class:`GPTConfig` (see :meth:`GPTConfig.count_kwargs`).
+the same shape (:func:`scalinglab.training.trainer.param_count` passes it over; tested).
 """
 
 from __future__ import annotations

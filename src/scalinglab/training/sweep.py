@@ -36,6 +36,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import math
 import multiprocessing
+import os
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -297,6 +299,21 @@ def _finished_runs(store_path: str | Path) -> dict[str, dict[str, float]]:
     return finals
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Pool initializer: end this worker when the sweep process is gone.
+
+    A killed sweep would otherwise leave its workers training the runs they hold; those
+    runs resume from their checkpoints when the sweep is started again.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _worker_run(config: TrainConfig) -> RunOutcome:
     from scalinglab.training.trainer import train
 
@@ -382,7 +399,12 @@ def run_sweep(
     n_workers = max(1, min(workers or spec.workers, len(todo) or 1))
     if todo:
         context = multiprocessing.get_context("spawn")
-        pool = cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=context)
+        pool = cf.ProcessPoolExecutor(
+            max_workers=n_workers,
+            mp_context=context,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
         try:
             futures = [pool.submit(_worker_run, c) for c in todo]
             for future in cf.as_completed(futures):

@@ -60,6 +60,8 @@ class TrainResult:
         Step of the checkpoint the run resumed from, or ``None``.
     seconds, tokens_per_second
         Wall time of this call's training steps (evaluation excluded from the throughput).
+    config
+        The run's settings, as :meth:`TrainConfig.to_dict` gives them.
     """
 
     run_id: str

@@ -51,8 +51,11 @@ def file_format(path: str | Path) -> str:
     return fmt
 
 
-def _read_file(path: Path) -> pd.DataFrame:
-    """Read a data file as the user wrote it (no renaming, no validation)."""
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a data file as the user wrote it (no renaming, no validation).
+
+    For callers that must select rows before validation (e.g. per-family unit conversion).
+    """
     fmt = file_format(path)
     if not path.is_file():
         raise InputError(f"no such file: {path}")
@@ -200,7 +203,7 @@ def load_observations(
     else:
         path = Path(source)
         name = path.name
-        raw = _read_file(path)
+        raw = read_table(path)
         raw[SOURCE_ROW] = np.arange(1, len(raw) + 1)
     if raw.empty:
         raise InputError("no data rows", source=name)

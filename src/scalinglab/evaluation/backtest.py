@@ -53,7 +53,7 @@ from scalinglab.evaluation.subspace import (
     relation_law,
 )
 from scalinglab.fitting import RobustLoss
-from scalinglab.fitting.engine import _Objective
+from scalinglab.fitting.engine import LawObjective
 from scalinglab.fitting.optimize import batched_lbfgs
 from scalinglab.fitting.parameters import ParameterMap
 from scalinglab.laws.base import FloatArray, Law, get_law
@@ -500,10 +500,10 @@ def _solve(
     rows = weights.shape[0]
     z0 = np.tile(variant.starts, (rows, 1))
     w = np.repeat(weights, m, axis=0)
-    start_f, _ = _Objective(variant.law, variant.pmap, x, log_y, w, loss)(z0, np.arange(rows * m))
+    start_f, _ = LawObjective(variant.law, variant.pmap, x, log_y, w, loss)(z0, np.arange(rows * m))
     start_f = np.where(np.isfinite(start_f), start_f, np.inf).reshape(rows, m).min(axis=1)
     scale = np.where(np.isfinite(start_f) & (start_f > 0), 1.0 / start_f, 1.0)
-    objective = _Objective(
+    objective = LawObjective(
         variant.law, variant.pmap, x, log_y, w * np.repeat(scale, m)[:, None], loss
     )
     # rows hold different problems: never merge or race them against each other

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.data import SOURCE_ROW, load_observations
-from scalinglab.data.loaders import _read_file
+from scalinglab.data.loaders import read_table
 from scalinglab.data.schema import MAX_PLAUSIBLE_LOSS_NATS, LossUnit
 from scalinglab.errors import InputError
 from scalinglab.fitting import select_dataset
@@ -157,7 +157,7 @@ def load_families(
             raw[SOURCE_ROW] = np.arange(1, len(raw) + 1)
     else:
         name = Path(source).name
-        raw = _read_file(Path(source))
+        raw = read_table(Path(source))
         raw[SOURCE_ROW] = np.arange(1, len(raw) + 1)
     theirs = {ours: str(their) for their, ours in (columns or {}).items()}
     fam_col, params_col = theirs.get("family", "family"), theirs.get("params", "params")

@@ -1,7 +1,7 @@
 """The fitting engine: robust objective, batched multi-start optimisation, the ``Fit``."""
 
-from scalinglab.fitting.engine import fit, fit_law, select_dataset
+from scalinglab.fitting.engine import LawObjective, fit, fit_law, select_dataset
 from scalinglab.fitting.objective import RobustLoss
 from scalinglab.fitting.result import Fit
 
-__all__ = ["Fit", "RobustLoss", "fit", "fit_law", "select_dataset"]
+__all__ = ["Fit", "LawObjective", "RobustLoss", "fit", "fit_law", "select_dataset"]

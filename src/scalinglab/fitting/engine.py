@@ -36,8 +36,13 @@ DEFAULT_RACE = ((1, 0.02), (5, 0.25))
 RACE_MIN_STARTS = 200
 
 
-class _Objective:
-    """Σ_i w_i ρ(log f(x_i; θ) − log y_i), batched over rows, with its gradient in z."""
+class LawObjective:
+    """Σ_i w_i ρ(log f(x_i; θ) − log y_i), batched over rows, with its gradient in z.
+
+    Public so that callers that batch many fits of one law (backtests: one row of weights per
+    scenario) can drive :func:`~scalinglab.fitting.optimize.batched_lbfgs` themselves.
+    ``weights`` is ``(n,)`` shared by every row, or ``(rows, n)``.
+    """
 
     def __init__(
         self,
@@ -189,7 +194,7 @@ def _fit_law(
     pmap = ParameterMap.build(law, fixed=fixed, tie=tie, bounds=bounds)
     _check_identifiable(law, feats, pmap, n)
 
-    objective = _Objective(law, pmap, feats, np.log(y_arr), w, robust)
+    objective = LawObjective(law, pmap, feats, np.log(y_arr), w, robust)
     z0 = _starts(law, pmap, grid)
     race = DEFAULT_RACE if racing and z0.shape[0] >= RACE_MIN_STARTS else ()
     result = batched_lbfgs(objective, z0, pmap.lower, pmap.upper, max_iter=max_iter, race=race)
@@ -453,7 +458,7 @@ def _same(z1: FloatArray, z2: FloatArray, pmap: ParameterMap) -> bool:
 
 
 def _polish(
-    objective: _Objective, z0: FloatArray, pmap: ParameterMap
+    objective: LawObjective, z0: FloatArray, pmap: ParameterMap
 ) -> tuple[FloatArray, float, bool]:
     one = np.zeros(1, dtype=np.intp)
 
@@ -513,7 +518,7 @@ def objective_at(point: FloatArray, z: FloatArray, f: FloatArray) -> float:
 
 
 def _bootstrap(
-    objective: _Objective,
+    objective: LawObjective,
     pmap: ParameterMap,
     best_z: FloatArray,
     group_codes: NDArray[np.intp],
@@ -530,7 +535,7 @@ def _bootstrap(
     draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
     counts = np.zeros((n_boot, n_groups))
     np.add.at(counts, (np.repeat(np.arange(n_boot), n_groups), draws.reshape(-1)), 1.0)
-    boot_objective = _Objective(
+    boot_objective = LawObjective(
         objective.law,
         pmap,
         objective.x,

@@ -11,6 +11,7 @@ The report package draws the result (:func:`scalinglab.report.study_report.build
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,9 @@ def final_rows(observations: pd.DataFrame) -> pd.DataFrame:
 def primary_dataset(observations: pd.DataFrame, preferred: str | None = None) -> str | None:
     """The dataset whose loss the compute law is fitted to.
 
-    ``preferred`` when given; else the only one; else one named ``train``; else the one
-    measured most often (the choice is reported).
+    ``preferred`` when given; else the only one; else the corpus the runs were trained on
+    (a run store's ``train_data``); else one named ``train``; else the one measured most
+    often (the choice is reported).
     """
     if "dataset" not in observations.columns:
         return None
@@ -90,6 +92,9 @@ def primary_dataset(observations: pd.DataFrame, preferred: str | None = None) ->
     unique = sorted(names.unique())
     if len(unique) == 1:
         return unique[0]
+    trained_on = [d for d in observations.attrs.get("train_datasets", ()) if d in unique]
+    if len(trained_on) == 1:
+        return trained_on[0]
     if "train" in unique:
         return "train"
     return str(names.value_counts().idxmax())
@@ -158,7 +163,7 @@ def analyse(
     return study
 
 
-def _recipe_rows(study: Study) -> pd.DataFrame:
+def recipe_rows(study: Study) -> pd.DataFrame:
     """Rows of the primary dataset and recipe (see :func:`primary_family`)."""
     rows = select_dataset(study.observations, study.dataset)
     family = primary_family(rows)
@@ -166,7 +171,7 @@ def _recipe_rows(study: Study) -> pd.DataFrame:
 
 
 def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
-    rows = final_rows(_recipe_rows(study))
+    rows = final_rows(recipe_rows(study))
     result = _attempt(study, "compute law", lambda: fit(rows, law, bootstrap=bootstrap, seed=seed))
     study.compute_fit = result
     if result is None:
@@ -184,6 +189,9 @@ def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
         + ", ".join(f"{k}={v:.4g}" for k, v in p.items())
         + ("" if result.converged else " — the fit did NOT converge")
     )
+    for warning in result.warnings:
+        study.notes.setdefault("compute law caveats", "")
+        study.notes["compute law caveats"] += warning + ". "
     if study.plan is not None:
         for rec in study.plan.to_records():
             ci = ""
@@ -228,6 +236,9 @@ def _curve_part(study: Study) -> CurveStudy | None:
     fitted = [str(group.index[group["kind"] == k][0]) for k in kinds[:2]]
     held = [str(r) for r in group.index if str(r) not in fitted]
     table = obs[obs["run_id"].astype(str).isin(fitted + held)]
+    # curve laws describe training after the warmup (Tissue et al., Luo et al. fit there)
+    warmup = table["schedule"].map(lambda spec: parse_schedule(str(spec)).warmup_steps)
+    table = table[table["step"] > warmup]
     train = table[table["run_id"].astype(str).isin(fitted)]
     test = table[table["run_id"].astype(str).isin(held)]
     fits: dict[str, Fit] = {}
@@ -289,7 +300,15 @@ def _transfer_part(study: Study) -> TransferStudy:
     family = primary_family(select_dataset(obs, study.dataset))
     x, y = LossRef(family, study.dataset), LossRef(family, others[0])
     result = fit_transfer(obs, x, y)
-    translation = _attempt(study, "translated law", lambda: translate_law(obs, x, y))
+    y_rows = final_rows(select_dataset(obs, y.dataset))
+    if family is not None:
+        y_rows = y_rows[y_rows["family"].astype(str) == family]
+    sizes = y_rows["params"].unique()
+    # the translated law sees y's runs of every size but the largest, and forecasts those
+    y_runs = None
+    if len(sizes) >= 3:
+        y_runs = list(y_rows.loc[y_rows["params"] < sizes.max(), "run_id"].astype(str))
+    translation = _attempt(study, "translated law", lambda: translate_law(obs, x, y, y_runs=y_runs))
     scores: dict[str, float] = {}
     if translation is not None:
         scores = _attempt(study, "translated law", lambda: translation.evaluate(obs)) or {}
@@ -326,7 +345,7 @@ class BacktestStudy:
 
 
 def _backtest_part(study: Study) -> BacktestStudy:
-    rows = _recipe_rows(study)
+    rows = recipe_rows(study)
     family = primary_family(rows) or ""
     runs = rows.groupby("run_id").agg(params=("params", "first"), tokens=("tokens", "max"))
     target = str(runs.sort_values(["params", "tokens"]).index[-1])
@@ -388,12 +407,20 @@ def run_study(
     from scalinglab.training.sweep import load_sweep, run_sweep
 
     specs = [load_sweep(name) for name in presets]  # every spec is checked before training
-    return [
-        run_sweep(
-            spec, store=store, out_dir=Path(out_dir) / "checkpoints", workers=workers, on_run=on_run
-        )
-        for spec in specs
-    ]
+    # the sweeps run side by side, so that a short one fills a core the long one leaves idle
+    with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+        futures = [
+            pool.submit(
+                run_sweep,
+                spec,
+                store=store,
+                out_dir=Path(out_dir) / "checkpoints",
+                workers=workers,
+                on_run=on_run,
+            )
+            for spec in specs
+        ]
+        return [f.result() for f in futures]
 
 
 def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
@@ -412,11 +439,17 @@ def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     runs = RunStore(source, create=False).runs()
     last_step = table.groupby("run_id")["step"].max()
     specs = {}
+    trained_on = set()
     for rec in runs.to_dict(orient="records"):
         config = rec.get("config") or {}
         run_id = str(rec["run_id"])
-        if isinstance(config, dict) and config.get("schedule") and run_id in last_step.index:
+        if not isinstance(config, dict) or run_id not in last_step.index:
+            continue
+        if config.get("schedule"):
             specs[run_id] = resolve_schedule(str(config["schedule"]), int(last_step[run_id]))
+        if config.get("train_data"):
+            trained_on.add(str(config["train_data"]))
     if specs:
         table["schedule"] = table["run_id"].astype(str).map(specs)
+    table.attrs["train_datasets"] = sorted(trained_on)
     return table

@@ -11,7 +11,7 @@ from scalinglab.report.curve_plots import plot_curves
 from scalinglab.report.document import Report
 from scalinglab.report.transfer_plot import plot_transfer
 from scalinglab.report.translation_plot import plot_translation
-from scalinglab.study import Study, final_rows
+from scalinglab.study import Study, final_rows, recipe_rows
 
 
 def build_report(study: Study, title: str = "Scaling study") -> Report:
@@ -32,9 +32,7 @@ def _compute_section(report: Report, study: Study) -> None:
     if study.compute_fit is None:
         return
     sec = report.section("Compute scaling law")
-    rows = final_rows(study.observations)
-    if study.dataset is not None and "dataset" in rows.columns:
-        rows = rows[rows["dataset"].astype(str) == study.dataset]
+    rows = final_rows(recipe_rows(study))
     fit = study.compute_fit
     n_boot = 0 if fit.bootstrap_params is None else len(fit.bootstrap_params)
     sec.paragraphs.append(

@@ -1,12 +1,14 @@
 """Built-in sweep specs, in the TOML form a user would write (``scalinglab sweep --preset``).
 
 ``cpu-tiny``
-    4 model sizes (36k to 478k parameters, byte vocabulary) × 3 token budgets
-    (256K, 512K, 1M tokens) × 2 schedules (cosine, WSD) × AdamW, trained on
-    ``python-stdlib`` and evaluated on the validation splits of ``python-stdlib`` and
-    ``python-docs``: 24 runs for 2 workers with 1 torch thread each, sized to finish within
-    10 minutes on 2 CPU cores (timed in docs/benchmarks.md by benchmarks/train_throughput.py's
-    sibling measurement; see the training package's README section in the report).
+    4 model sizes (36k to 478k parameters, byte vocabulary, context 64, batch 16) × 3 token
+    budgets (128K, 256K, 512K tokens) × 2 schedules (cosine, WSD with a 20% cooldown; peak
+    3e-3 after a 25-step warmup) × AdamW, trained on ``python-stdlib`` and evaluated on the
+    validation splits of ``python-stdlib`` and ``python-docs``: 24 runs for 2 workers with 1
+    torch thread each. Its workers need about 5.5 CPU-minutes in all, i.e. about 3 minutes on
+    2 idle cores; ``benchmarks/train_throughput.py --part sweep`` times it (docs/benchmarks.md).
+    The 25-step warmup matters: with a 5% warmup (6 steps in the shortest runs) the largest
+    model ended behind the smaller ones at 128K tokens.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ wsd = "wsd:peak=3e-3,warmup=25,decay_start=0.8,final=3e-4"
 CPU_TINY_CONSTANT = """\
 name = "cpu-tiny"
 workers = 1
-threads = 2
+threads = 1
 seeds = [0]
 optimizers = ["adamw"]
 tokens = [524288]

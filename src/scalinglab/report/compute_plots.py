@@ -8,11 +8,14 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from scalinglab.fitting import Fit
 from scalinglab.planning.isoflop import IsoFlopResult
 from scalinglab.planning.optimal import Plan
 
 
-def plot_loss_vs_compute(runs: pd.DataFrame, frontier: Plan | None = None) -> Figure:
+def plot_loss_vs_compute(
+    runs: pd.DataFrame, frontier: Plan | None = None, fit: Fit | None = None
+) -> Figure:
     """Final loss of every run against its training compute, coloured by model size.
 
     Parameters
@@ -22,6 +25,9 @@ def plot_loss_vs_compute(runs: pd.DataFrame, frontier: Plan | None = None) -> Fi
     frontier
         A plan over a range of budgets: its loss at the optimum is drawn as the fitted law's
         compute-optimal frontier, with its bootstrap band when the plan has one.
+    fit
+        A law of ``params`` and ``tokens``: each trained size's curve L(N, D) is drawn
+        through its runs, to judge the fit against the data.
     """
     flops = 6.0 * runs["params"] * runs["tokens"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -38,6 +44,17 @@ def plot_loss_vs_compute(runs: pd.DataFrame, frontier: Plan | None = None) -> Fi
         zorder=3,
     )
     fig.colorbar(sc, ax=ax, label="parameters N")
+    if fit is not None:
+        for n in np.unique(runs["params"].to_numpy(float)):
+            tokens = runs.loc[runs["params"] == n, "tokens"].to_numpy(float)
+            d = np.geomspace(tokens.min() / 1.5, tokens.max() * 1.5, 30)
+            ax.plot(
+                6.0 * n * d,
+                fit.predict({"params": np.full_like(d, n), "tokens": d}),
+                color=sc.cmap(sc.norm(n)),
+                lw=1,
+                alpha=0.8,
+            )
     if frontier is not None:
         ax.plot(
             frontier.flops,

@@ -43,9 +43,9 @@ def _compute_section(report: Report, study: Study) -> None:
     sec.figures.append(
         (
             "loss_vs_compute",
-            plot_loss_vs_compute(rows, study.frontier),
-            "Final loss of every run against its compute, with the law's "
-            "compute-optimal frontier and its bootstrap band.",
+            plot_loss_vs_compute(rows, study.frontier, study.compute_fit),
+            "Final loss of every run against its compute; thin lines: the fitted law for each "
+            "trained size; thick: its compute-optimal frontier and bootstrap band.",
         )
     )
     if study.isoflop is not None:

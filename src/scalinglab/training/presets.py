@@ -5,8 +5,10 @@
     budgets (128K, 256K, 512K tokens) × 2 schedules (cosine, WSD with a 20% cooldown; peak
     3e-3 after a 25-step warmup) × AdamW, trained on ``python-stdlib`` and evaluated on the
     validation splits of ``python-stdlib`` and ``python-docs``: 24 runs for 2 workers with 1
-    torch thread each. Its workers need about 5.5 CPU-minutes in all, i.e. about 3 minutes on
-    2 idle cores; ``benchmarks/train_throughput.py --part sweep`` times it (docs/benchmarks.md).
+    torch thread each. Measured on the 2-core development machine: 182 s wall (294 CPU-seconds
+    in the workers) with other work running beside it, and its final losses forecast the
+    largest size from the three smaller ones with 3.3% ARE
+    (``benchmarks/train_throughput.py --part sweep``, docs/benchmarks.md).
     The 25-step warmup matters: with a 5% warmup (6 steps in the shortest runs) the largest
     model ended behind the smaller ones at 128K tokens.
 """

@@ -15,7 +15,7 @@ from tests.browser import chromium, inspect_page
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    study = analyse(load_observations(isoflop_sweep()), bootstrap=50)
+    study = analyse(load_observations(isoflop_sweep(held_out=True)), bootstrap=50)
     return build_report(study, title="Example study").write(tmp_path_factory.mktemp("report"))
 
 

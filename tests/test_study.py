@@ -19,7 +19,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def sweep_study():
-    return analyse(load_observations(isoflop_sweep()), bootstrap=50)
+    return analyse(load_observations(isoflop_sweep(held_out=True)), bootstrap=50)
 
 
 def test_compute_transfer_and_backtest_parts(sweep_study) -> None:
@@ -64,7 +64,7 @@ def test_primary_choices() -> None:
 
 def test_report_command_on_a_table(tmp_path: Path) -> None:
     csv = tmp_path / "runs.csv"
-    isoflop_sweep().to_csv(csv, index=False)
+    isoflop_sweep(held_out=True).to_csv(csv, index=False)
     res = runner.invoke(
         app, ["report", str(csv), "--out", str(tmp_path / "rep"), "--bootstrap", "20", "--json"]
     )

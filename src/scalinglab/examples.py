@@ -25,6 +25,7 @@ def isoflop_sweep(
     sizes_per_budget: int = 9,
     noise: float = 0.01,
     seed: int = 0,
+    held_out: bool = False,
 ) -> pd.DataFrame:
     """A synthetic isoFLOP sweep with losses from :data:`CHINCHILLA_TRUTH`.
 
@@ -38,13 +39,15 @@ def isoflop_sweep(
         Standard deviation of the multiplicative lognormal noise on the loss.
     seed
         Random seed.
+    held_out
+        Also measure every run on a second dataset, ``"held-out"``, whose loss follows
+        :data:`TRANSFER_TRUTH` of the training loss.
 
     Returns
     -------
     pandas.DataFrame
         Observations: ``run_id, family, params, tokens, flops, dataset, loss`` (one final
-        loss per run, nats/token), on ``"train"`` and on ``"held-out"``, whose loss follows
-        :data:`TRANSFER_TRUTH` of the training loss.
+        loss per run and dataset, nats/token).
     """
     rng = np.random.default_rng(seed)
     t = CHINCHILLA_TRUTH
@@ -58,7 +61,8 @@ def isoflop_sweep(
             clean = t["E"] + t["A"] / n ** t["alpha"] + t["B"] / d ** t["beta"]
             k = TRANSFER_TRUTH
             other = k["K"] * (clean - k["E_x"]) ** k["kappa"] + k["E_y"]
-            for dataset, loss in (("train", clean), ("held-out", other)):
+            losses = (("train", clean), ("held-out", other)) if held_out else (("train", clean),)
+            for dataset, loss in losses:
                 rows.append(
                     {
                         "run_id": f"C{c:.0e}-N{n:.3g}",

@@ -3,6 +3,7 @@ global batch (up to floating-point summation order)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +53,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout)  # rank 0 alone prints the run's summary
 
     os.environ["SCALINGLAB_CACHE"] = env["SCALINGLAB_CACHE"]
     try:
@@ -75,6 +77,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
     print(f"largest DDP/single-process gap: {gap.max():.3g} nats")
     assert gap.max() < TOLERANCE_NATS
     assert one["loss"].iloc[-1] < one["loss"].iloc[0] - 0.5  # the curve is a real curve
+    assert summary["final_loss"]["python-docs"] == ddp["loss"].iloc[-1]
     assert single.final_loss["python-docs"] == pytest.approx(
         ddp["loss"].iloc[-1], abs=TOLERANCE_NATS
     )

@@ -6,6 +6,7 @@ torch is imported only when a command runs, so the rest of the CLI works without
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -120,6 +121,8 @@ def train_command(
         settings.pop("steps", None)
     cfg = TrainConfig.from_dict(settings, source=str(config) if config else "train")
     result = train(cfg, progress=not as_json)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, rank 0 speaks for the run
     summary = {
         "run_id": result.run_id,
         "params": result.params,

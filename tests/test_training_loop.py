@@ -208,3 +208,10 @@ def test_eval_steps_are_log_spaced_then_regular() -> None:
     steps = config.eval_steps()
     assert steps[:4] == [1, 4, 16, 63] and steps[4:] == list(range(100, 1001, 100))
     assert config.checkpoint_steps() == list(range(100, 1001, 100))
+
+
+def test_bpe_tokenizer_sets_the_vocabulary_and_bf16_autocast_runs_on_cpu(tmp_path: Path) -> None:
+    config = tiny(tmp_path, steps=4, tokenizer="bpe:512", dtype="bf16")
+    result = train(config)
+    assert result.params == count_parameters(GPT(config.model_config(512)))
+    assert np.isfinite(result.final_loss["python-docs"])

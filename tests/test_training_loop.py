@@ -15,9 +15,9 @@ import pytest
 
 from scalinglab.data import RunStore
 from scalinglab.errors import SpecError
-from scalinglab.schedules import parse_schedule
+from scalinglab.schedules import parse_schedule, resolve_schedule
 from scalinglab.training.checkpoint import checkpoint_path, load_checkpoint
-from scalinglab.training.config import TrainConfig, resolve_schedule_spec
+from scalinglab.training.config import TrainConfig
 from scalinglab.training.model import GPT, count_parameters
 from scalinglab.training.trainer import train
 
@@ -197,9 +197,9 @@ def test_validation_split_shorter_than_a_sequence_is_rejected(tmp_path: Path) ->
 
 
 def test_schedule_fractions_and_total_are_resolved() -> None:
-    spec = resolve_schedule_spec("wsd:peak=1e-3,warmup=0.05,decay_start=0.8,final=1e-4", 200)
+    spec = resolve_schedule("wsd:peak=1e-3,warmup=0.05,decay_start=0.8,final=1e-4", 200)
     assert spec == "wsd:peak=1e-3,warmup=10,decay_start=160,final=1e-4,total=200"
-    milestones = resolve_schedule_spec("multistep:peak=1e-3,milestones=0.5/0.75", 100)
+    milestones = resolve_schedule("multistep:peak=1e-3,milestones=0.5/0.75", 100)
     assert "milestones=50/75" in milestones
 
 

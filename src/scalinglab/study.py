@@ -10,6 +10,7 @@ The report package draws the result (:func:`scalinglab.report.study_report.build
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -407,16 +408,24 @@ def run_study(
     from scalinglab.training.sweep import load_sweep, run_sweep
 
     specs = [load_sweep(name) for name in presets]  # every spec is checked before training
+    checkpoints = Path(out_dir) / "checkpoints"
+    total = sum(len(spec.configs(out_dir=checkpoints, store=store)) for spec in specs)
+    done = 0
+    lock = threading.Lock()
+
+    def count(outcome: Any, _done: int, _total: int) -> None:
+        # each sweep counts its own runs: report progress over all of them
+        nonlocal done
+        with lock:
+            done += 1
+            if on_run is not None:
+                on_run(outcome, done, total)
+
     # the sweeps run side by side, so that a short one fills a core the long one leaves idle
     with ThreadPoolExecutor(max_workers=len(specs)) as pool:
         futures = [
             pool.submit(
-                run_sweep,
-                spec,
-                store=store,
-                out_dir=Path(out_dir) / "checkpoints",
-                workers=workers,
-                on_run=on_run,
+                run_sweep, spec, store=store, out_dir=checkpoints, workers=workers, on_run=count
             )
             for spec in specs
         ]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from scalinglab.errors import SpecError
+from scalinglab.schedules import resolve_schedule
 from scalinglab.training.model import GPTConfig
 
 
@@ -211,7 +212,7 @@ class TrainConfig:
 
     def schedule_spec(self) -> str:
         """The schedule spec with ``total`` and fractional step counts resolved to steps."""
-        return resolve_schedule_spec(self.schedule, self.total_steps)
+        return resolve_schedule(self.schedule, self.total_steps)
 
     def eval_steps(self) -> list[int]:
         """Steps (1-based, after that many updates) at which the model is evaluated."""
@@ -291,57 +292,6 @@ def _check_optimizer(name: str, kwargs: Mapping[str, Any]) -> None:
 
 
 #: schedule-spec keys that count steps, and may be given as fractions of the run here
-_STEP_KEYS = ("warmup", "decay_start", "period", "milestones")
-
-
-def resolve_schedule_spec(spec: str, total_steps: int) -> str:
-    """Fill ``total=`` and turn fractional step counts into steps, then validate the spec.
-
-    Parameters
-    ----------
-    spec
-        Schedule spec, e.g. ``wsd:peak=3e-3,warmup=0.05,decay_start=0.8,final=3e-4``.
-    total_steps
-        Optimizer steps of the run.
-
-    Returns
-    -------
-    str
-        The spec as :func:`scalinglab.schedules.parse_schedule` takes it.
-    """
-    from scalinglab.schedules import parse_schedule
-
-    kind, _, body = spec.partition(":")
-    items: list[tuple[str, str]] = []
-    for part in filter(None, (p.strip() for p in body.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise SpecError(f"schedule '{spec}': expected key=value, got '{part}'")
-        key, value = key.strip(), value.strip()
-        if key in _STEP_KEYS:
-            value = "/".join(_steps(spec, key, v.strip(), total_steps) for v in value.split("/"))
-        items.append((key, value))
-    if "total" not in dict(items):
-        items.append(("total", str(total_steps)))
-    elif int(float(dict(items)["total"])) != total_steps:
-        raise SpecError(
-            f"schedule '{spec}' has total={dict(items)['total']} but the run has "
-            f"{total_steps} steps; leave total out to have it filled in"
-        )
-    resolved = f"{kind.strip()}:" + ",".join(f"{k}={v}" for k, v in items)
-    parse_schedule(resolved)
-    return resolved
-
-
-def _steps(spec: str, key: str, value: str, total_steps: int) -> str:
-    """A step count, or a fraction of the run (a number strictly between 0 and 1) in steps."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise SpecError(f"schedule '{spec}': {key}={value!r} is not a number") from None
-    return str(round(number * total_steps)) if 0 < number < 1 else value
-
-
 def read_toml(path: str | Path) -> dict[str, Any]:
     """Parse a TOML file, turning syntax errors into :class:`SpecError` with the file name."""
     try:

@@ -24,7 +24,8 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#1d2330;line-height:1.45}
 h1{border-bottom:2px solid #3465a4;padding-bottom:.2em}h2{margin-top:2em;color:#20467a}
-table{border-collapse:collapse;margin:1em 0;font-size:.92em}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em;display:block;overflow-x:auto;
+max-width:100%}
 th,td{border:1px solid #c8ced8;padding:.3em .7em;text-align:right}
 th{background:#eef2f8}td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #e3e6eb}

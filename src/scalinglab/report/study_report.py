@@ -62,8 +62,8 @@ def _compute_section(report: Report, study: Study) -> None:
             (
                 "allocation",
                 plot_allocation(study.frontier, study.isoflop),
-                "Compute-optimal parameters and tokens against compute, with "
-                "bootstrap bands; stars are the isoFLOP minima.",
+                "Compute-optimal parameters and tokens against compute, with bootstrap bands"
+                + ("; stars are the isoFLOP minima." if study.isoflop is not None else "."),
             )
         )
     if study.plan is not None:

@@ -34,10 +34,6 @@ POLISH_RTOL = 1e-2
 DEFAULT_RACE = ((1, 0.02), (5, 0.25))
 #: grids smaller than this are run in full
 RACE_MIN_STARTS = 200
-#: iterations of the multi-start search: it only has to find the basins, and the best ones are
-#: polished to tight tolerances afterwards (on the Chinchilla data 30 give the same optimum as
-#: 400 at 60% of the time)
-SEARCH_MAX_ITER = 40
 
 
 class LawObjective:
@@ -201,9 +197,7 @@ def _fit_law(
     objective = LawObjective(law, pmap, feats, np.log(y_arr), w, robust)
     z0 = _starts(law, pmap, grid)
     race = DEFAULT_RACE if racing and z0.shape[0] >= RACE_MIN_STARTS else ()
-    result = batched_lbfgs(
-        objective, z0, pmap.lower, pmap.upper, max_iter=min(max_iter, SEARCH_MAX_ITER), race=race
-    )
+    result = batched_lbfgs(objective, z0, pmap.lower, pmap.upper, max_iter=max_iter, race=race)
     finite = np.isfinite(result.objective)
     if not finite.any():
         raise FitError(f"law '{law.name}': no start gave a finite objective")

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from scalinglab.cli.main import app
 from scalinglab.data import load_observations
+from scalinglab.errors import InputError, ScalingLabError
 from scalinglab.examples import CHINCHILLA_TRUTH, isoflop_sweep, schedule_runs
 from scalinglab.study import analyse, primary_dataset, primary_family
 
@@ -74,3 +75,17 @@ def test_report_command_on_a_table(tmp_path: Path) -> None:
     assert any("Compute law" in line for line in payload["summary"])
     res = runner.invoke(app, ["report", str(tmp_path / "missing.csv")])
     assert res.exit_code == 2 and "no such file" in res.stderr
+
+
+def test_bad_study_options_fail_before_any_work(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["study", "--bootstrap", "-3", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 2 and "--bootstrap must be non-negative" in res.stderr
+    assert not (tmp_path / "s").exists()  # nothing trained, nothing written
+    with pytest.raises(ScalingLabError, match="unknown part"):
+        analyse(load_observations(isoflop_sweep()), parts=("compute", "magic"))
+
+
+def test_error_values_print_as_plain_numbers() -> None:
+    import numpy as np
+
+    assert "(value: -1.0)" in str(InputError("bad", value=np.float64(-1.0)))

@@ -39,6 +39,9 @@ class InputError(ScalingLabError, ValueError):
         column: str | None = None,
         value: Any = None,
     ) -> None:
+        # numpy scalars print as np.float64(...): show the plain number the user typed
+        if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            value = value.item()
         self.reason = message
         self.source = source
         self.row = row

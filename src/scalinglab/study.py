@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalinglab.errors import FitError, InputError, ScalingLabError
+from scalinglab.errors import FitError, InputError, ScalingLabError, SpecError
 from scalinglab.evaluation.backtest import FitChoice, backtest_family
 from scalinglab.evaluation.transfer import (
     LossRef,
@@ -34,6 +34,8 @@ from scalinglab.laws.curve import curve_errors, final_loss_model
 from scalinglab.planning import IsoFlopResult, Plan, compute_optimal, isoflop_analysis
 from scalinglab.schedules import ScheduleChoice, choose_schedule, parse_schedule, resolve_schedule
 
+#: every analysis a study can make
+STUDY_PARTS = ("compute", "curve", "transfer", "backtest")
 #: the budgets planned for, as multiples of the largest budget in the data
 PLAN_MULTIPLES = (10.0, 100.0)
 #: schedules a curve law is fitted on, in order of preference (Luo et al. fit on these two)
@@ -127,7 +129,7 @@ def analyse(
     law: str = "chinchilla",
     bootstrap: int = 200,
     seed: int = 0,
-    parts: Sequence[str] = ("compute", "curve", "transfer", "backtest"),
+    parts: Sequence[str] = STUDY_PARTS,
 ) -> Study:
     """Analyse a table of runs.
 
@@ -151,6 +153,11 @@ def analyse(
     -------
     Study
     """
+    if bootstrap < 0:
+        raise SpecError(f"bootstrap must be non-negative, got {bootstrap}")
+    unknown = sorted(set(parts) - set(STUDY_PARTS))
+    if unknown:
+        raise SpecError(f"unknown part(s) {', '.join(unknown)}; parts are {', '.join(STUDY_PARTS)}")
     chosen = primary_dataset(observations, dataset)
     study = Study(observations=observations, dataset=chosen)
     if "compute" in parts:

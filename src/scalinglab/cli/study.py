@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from scalinglab.cli._common import console, print_json, user_errors
 from scalinglab.cli.main import app
+from scalinglab.errors import SpecError
 from scalinglab.study import STUDY_PRESETS, Study, analyse, load, run_study
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -51,6 +52,8 @@ def study_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Train the cpu-tiny sweep (or reuse it), fit every law, and write the report."""
+    if bootstrap < 0:  # before an hour of training, not after it
+        raise SpecError(f"--bootstrap must be non-negative, got {bootstrap}")
     tick = time.perf_counter()
     store = out / "runs.sqlite"
     out.mkdir(parents=True, exist_ok=True)

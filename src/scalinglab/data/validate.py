@@ -182,7 +182,8 @@ def _collapse_duplicates(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, i
         raise InputError(
             f"rows {a[SOURCE_ROW]} and {b[SOURCE_ROW]} both give the loss of {where} but "
             f"disagree ({a['loss']:.6g} vs {b['loss']:.6g} nats); remove one, or map a "
-            "column that tells the runs apart to run_id (columns={'your name': 'run_id'})",
+            "column that tells the runs apart to run_id (command line: --column NAME=run_id; "
+            "Python: columns={'NAME': 'run_id'})",
             source=source,
             row=int(b[SOURCE_ROW]),
             column="loss",
@@ -287,7 +288,8 @@ def validate_observations(
         have = ", ".join(str(labels.get(c, c)) for c in df.columns if c != SOURCE_ROW)
         raise InputError(
             f"missing required column(s) {', '.join(missing)}{hint}; the data have columns "
-            f"{have}. Map yours with columns={{'your name': '{missing[0]}'}}",
+            f"{have}. Map yours with --column NAME={missing[0]} (Python: "
+            f"columns={{'NAME': '{missing[0]}'}})",
             source=source,
         )
 

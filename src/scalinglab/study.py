@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scalinglab.data.runs import final_rows
 from scalinglab.errors import FitError, InputError, ScalingLabError, SpecError
 from scalinglab.evaluation.backtest import FitChoice, backtest_family
 from scalinglab.evaluation.transfer import (
@@ -70,14 +71,6 @@ class Study:
     extras: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
-
-
-def final_rows(observations: pd.DataFrame) -> pd.DataFrame:
-    """The last measurement of every run (most ``tokens`` per ``run_id``)."""
-    if "run_id" not in observations.columns or "run_id" in observations.attrs.get("derived", ()):
-        return observations
-    idx = observations.groupby("run_id")["tokens"].idxmax()
-    return observations.loc[np.sort(idx.to_numpy())]
 
 
 def primary_dataset(observations: pd.DataFrame, preferred: str | None = None) -> str | None:

@@ -5,6 +5,7 @@ point of its training on one dataset; see :mod:`scalinglab.data.schema` for the 
 """
 
 from scalinglab.data.loaders import file_format, load_observations
+from scalinglab.data.runs import final_rows, run_ids_trusted
 from scalinglab.data.schema import CANONICAL_COLUMNS, DEFAULT_DATASET, SOURCE_ROW
 from scalinglab.data.store import STATUSES, RunStore
 from scalinglab.data.validate import check_enough_points, derive_run_ids, validate_observations
@@ -18,6 +19,8 @@ __all__ = [
     "check_enough_points",
     "derive_run_ids",
     "file_format",
+    "final_rows",
     "load_observations",
+    "run_ids_trusted",
     "validate_observations",
 ]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from scalinglab.data.runs import final_rows
 from scalinglab.errors import FitError, InputError
 from scalinglab.fitting import Fit, fit_law
 from scalinglab.laws.base import FloatArray, Law, get_law
@@ -119,9 +120,8 @@ def select_checkpoints(
         & (tokens <= max_fraction * total * (1 + 1e-12))
     )
     selected = observations.loc[keep]
-    if final_only and len(selected):
-        last = selected.groupby("run_id", sort=False)["tokens"].idxmax()
-        selected = selected.loc[np.sort(last.to_numpy())]
+    if final_only:
+        selected = final_rows(selected)
     elif max_per_run is not None:
         if max_per_run < 1:
             raise InputError("max_per_run must be at least 1", value=max_per_run)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from scalinglab.data.runs import final_rows
 from scalinglab.errors import FitError, InputError
 from scalinglab.evaluation.metrics import are
 from scalinglab.fitting import Fit, fit, fit_law
@@ -144,8 +145,7 @@ def select_losses(
             value=ref.dataset,
         )
     if final_only:
-        last = picked.groupby("run_id", sort=False)["tokens"].transform("max")
-        picked = picked[picked["tokens"] == last]
+        picked = final_rows(picked)
     return picked
 
 

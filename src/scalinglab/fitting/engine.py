@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
+from scalinglab.data.runs import run_ids_trusted
 from scalinglab.errors import FitError, InputError
 from scalinglab.fitting.objective import LossName, RobustLoss
 from scalinglab.fitting.optimize import batched_lbfgs
@@ -309,18 +310,8 @@ def fit(
 
 
 def run_groups(observations: pd.DataFrame) -> Any:
-    """Run id per row for the bootstrap, or ``None`` when every row is its own run.
-
-    Run ids the loader derived from model size (``attrs["derived"]``) group checkpoints of
-    one run correctly, but a table of final losses without steps would then lump different
-    budgets of one size together: there every row is a run.
-    """
-    if "run_id" not in observations.columns:
-        return None
-    has_steps = "step" in observations.columns and observations["step"].notna().any()
-    if "run_id" in observations.attrs.get("derived", ()) and not has_steps:
-        return None
-    return observations["run_id"].to_numpy()
+    """Run id per row for the bootstrap, or ``None`` when every row is its own run."""
+    return observations["run_id"].to_numpy() if run_ids_trusted(observations) else None
 
 
 def select_dataset(observations: pd.DataFrame, dataset: str | None) -> pd.DataFrame:

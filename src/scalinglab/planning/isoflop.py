@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from scalinglab.data.runs import final_rows
 from scalinglab.errors import FitError, InputError
 from scalinglab.laws.base import FloatArray
 
@@ -150,10 +151,7 @@ def isoflop_analysis(
         raise InputError("rel_tol must be positive", value=rel_tol)
     if not 0 < level < 1:
         raise InputError("the confidence level must be between 0 and 1", value=level)
-    # run ids the loader filled in from the model size would merge equal sizes trained at
-    # different budgets into one run
-    trust_run_ids = "run_id" not in df.attrs.get("derived", ())
-    runs = _final_rows(_select(df, budget_column, dataset), trust_run_ids)
+    runs = final_rows(_select(df, budget_column, dataset)).reset_index(drop=True)
     groups = _bucket(runs[budget_column].to_numpy(dtype=float), budgets, rel_tol)
 
     rows: list[dict[str, float]] = []
@@ -237,14 +235,6 @@ def _select(df: pd.DataFrame, budget_column: str, dataset: str | None) -> pd.Dat
                 value=df[column].iloc[i],
             )
     return df
-
-
-def _final_rows(df: pd.DataFrame, trust_run_ids: bool) -> pd.DataFrame:
-    """The last row (most tokens) of each run; every row is a run without trusted run ids."""
-    if not trust_run_ids or "run_id" not in df.columns:
-        return df.reset_index(drop=True)
-    last = df.sort_values("tokens", kind="stable").groupby("run_id", sort=False).tail(1)
-    return last.reset_index(drop=True)
 
 
 def _bucket(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from scalinglab.data.runs import final_rows
 from scalinglab.laws.curve import predict_curve, predicted_curves
 from scalinglab.report.backtest_plot import plot_are_heatmap
 from scalinglab.report.compute_plots import plot_allocation, plot_isoflop, plot_loss_vs_compute
@@ -11,7 +12,7 @@ from scalinglab.report.curve_plots import plot_curves
 from scalinglab.report.document import Report
 from scalinglab.report.transfer_plot import plot_transfer
 from scalinglab.report.translation_plot import plot_translation
-from scalinglab.study import Study, final_rows, recipe_rows
+from scalinglab.study import Study, recipe_rows
 
 
 def build_report(study: Study, title: str = "Scaling study") -> Report:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scalinglab.data import RunStore, file_format, load_observations
 from scalinglab.data.runs import final_rows
 from scalinglab.errors import FitError, InputError, ScalingLabError, SpecError
 from scalinglab.evaluation.backtest import FitChoice, backtest_family
@@ -439,9 +440,6 @@ def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
     run's length) is attached as a ``schedule`` column: curve laws need the schedule at every
     step, not only the learning rate logged at evaluations.
     """
-    from scalinglab.data import RunStore, load_observations
-    from scalinglab.data.loaders import file_format
-
     table = load_observations(source)
     if isinstance(source, pd.DataFrame) or file_format(Path(source)) != "sqlite":
         return table

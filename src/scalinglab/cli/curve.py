@@ -15,7 +15,7 @@ from scalinglab.cli._common import console, fmt, print_json, print_table, user_e
 from scalinglab.cli.compute import parse_assignments, parse_float
 from scalinglab.cli.main import app
 from scalinglab.errors import InputError, SpecError
-from scalinglab.fitting import Fit, fit
+from scalinglab.fitting import Fit, fit, select_dataset
 from scalinglab.laws import get_law
 from scalinglab.laws.curve import (
     WARMUP_MODES,
@@ -139,12 +139,6 @@ def _fixed(fix: list[str] | None) -> dict[str, float]:
     return {k: parse_float(v, f"--fix {k}") for k, v in parse_assignments(fix, "--fix").items()}
 
 
-def _select(table: pd.DataFrame, dataset: str | None) -> pd.DataFrame:
-    from scalinglab.fitting.engine import select_dataset
-
-    return select_dataset(table, dataset)
-
-
 def _error_rows(errors: pd.DataFrame, law: str | None = None) -> list[dict[str, Any]]:
     rows = []
     for rec in errors.to_dict("records"):
@@ -180,7 +174,7 @@ def fit_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a loss-curve law to one or more training curves."""
-    table = _select(load_curves(data, schedule, params), dataset)
+    table = select_dataset(load_curves(data, schedule, params), dataset)
     result = fit(
         table,
         _law(law, decay, warmup),
@@ -265,7 +259,7 @@ def predict_command(
     table = None
     errors: list[dict[str, Any]] = []
     if data:
-        table = _select(load_curves(data, schedule, params), dataset)
+        table = select_dataset(load_curves(data, schedule, params), dataset)
         errors = _error_rows(curve_errors(result, table))
         curves |= predicted_curves(result, table)
     if plot is not None:
@@ -321,8 +315,8 @@ def compare_command(
     # one table, so that run names and --schedule/--params cover both sets
     both = load_curves([*train, *test], schedule, params)
     n_train = sum(both.attrs["rows_per_file"][: len(train)])
-    train_table = _select(both.iloc[:n_train], dataset)
-    test_table = _select(both.iloc[n_train:], dataset)
+    train_table = select_dataset(both.iloc[:n_train], dataset)
+    test_table = select_dataset(both.iloc[n_train:], dataset)
     train_table.attrs["source"] = ", ".join(p.name for p in train)
     overlap = set(train_table["run_id"].astype(str)) & set(test_table["run_id"].astype(str))
     if overlap:

@@ -496,13 +496,13 @@ def _near_ties(
     return [
         {
             **dict(zip(pmap.names, map(float, pmap.theta(p[None, :])[0]), strict=True)),
-            "objective": float(objective_at(p, z, f)),
+            "objective": float(_objective_at(p, z, f)),
         }
         for p in picked
     ]
 
 
-def objective_at(point: FloatArray, z: FloatArray, f: FloatArray) -> float:
+def _objective_at(point: FloatArray, z: FloatArray, f: FloatArray) -> float:
     """Objective of the row of ``z`` equal to ``point`` (rows are final optimiser states)."""
     row = int(np.argmin(np.sum(np.abs(z - point), axis=1)))
     return float(f[row])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -164,17 +164,8 @@ class SubspaceLaw(Law):
         theta = self.base_theta(self.theta_vector(params))[0]
         return dict(zip(self.base.param_names, map(float, theta), strict=True))
 
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[False] = ...
-    ) -> FloatArray: ...
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[True]
-    ) -> tuple[FloatArray, FloatArray]: ...
-
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: bool = False
+    def _log_predict(
+        self, theta: FloatArray, x: Features, *, grad: bool
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
         base_theta = self.base_theta(theta)
         if not grad:

@@ -80,7 +80,6 @@ class Law(ABC):
         self, theta: FloatArray, x: Features, *, grad: Literal[True]
     ) -> tuple[FloatArray, FloatArray]: ...
 
-    @abstractmethod
     def log_predict(
         self, theta: FloatArray, x: Features, *, grad: bool = False
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
@@ -100,6 +99,13 @@ class Law(ABC):
         numpy.ndarray or tuple
             ``log f`` of shape ``(k, n)``, and the gradient when ``grad`` is true.
         """
+        return self._log_predict(np.atleast_2d(theta), x, grad=grad)
+
+    @abstractmethod
+    def _log_predict(
+        self, theta: FloatArray, x: Features, *, grad: bool
+    ) -> FloatArray | tuple[FloatArray, FloatArray]:
+        """What :meth:`log_predict` computes; the one method of the form a law implements."""
 
     # -- conveniences shared by all laws -------------------------------------------------
 

@@ -7,7 +7,6 @@ objective smooth and the gradients exact over the many orders of magnitude these
 from __future__ import annotations
 
 import math
-from typing import Literal, overload
 
 import numpy as np
 
@@ -69,17 +68,8 @@ class FloorPlusPowers(Law):
             )
         return tuple(params)
 
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[False] = ...
-    ) -> FloatArray: ...
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[True]
-    ) -> tuple[FloatArray, FloatArray]: ...
-
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: bool = False
+    def _log_predict(
+        self, theta: FloatArray, x: Features, *, grad: bool
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
         theta = np.atleast_2d(theta)
         idx = {n: i for i, n in enumerate(self.param_names)}
@@ -185,17 +175,8 @@ class _NestedPowers(Law):
             )
         return tuple(params)
 
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[False] = ...
-    ) -> FloatArray: ...
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[True]
-    ) -> tuple[FloatArray, FloatArray]: ...
-
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: bool = False
+    def _log_predict(
+        self, theta: FloatArray, x: Features, *, grad: bool
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
         theta = np.atleast_2d(theta)
         idx = {n: i for i, n in enumerate(self.param_names)}

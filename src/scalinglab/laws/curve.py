@@ -32,7 +32,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, overload
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -342,17 +342,8 @@ class AnnealingLaw(CurveLaw):
             out["params"] = np.full(t.shape, float(model_params))
         return out
 
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[False] = ...
-    ) -> FloatArray: ...
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[True]
-    ) -> tuple[FloatArray, FloatArray]: ...
-
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: bool = False
+    def _log_predict(
+        self, theta: FloatArray, x: Features, *, grad: bool
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
         theta = np.atleast_2d(theta)
         l0, a, alpha, c = (theta[:, i, None] for i in range(4))
@@ -427,8 +418,8 @@ class AnnealingSizeLaw(AnnealingLaw):
             raise InputError(f"law '{self.name}' needs the model size (params)")
         return super().curve_features(lr, steps, model_params=model_params)
 
-    def log_predict(  # type: ignore[override]
-        self, theta: FloatArray, x: Features, *, grad: bool = False
+    def _log_predict(
+        self, theta: FloatArray, x: Features, *, grad: bool
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
         theta = np.atleast_2d(theta)
         l0, a, alpha, b, beta, c = (theta[:, i, None] for i in range(6))
@@ -563,17 +554,8 @@ class MultiPowerLaw(CurveLaw):
             "ld_area": np.maximum(area, 0.0),
         }
 
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[False] = ...
-    ) -> FloatArray: ...
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[True]
-    ) -> tuple[FloatArray, FloatArray]: ...
-
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: bool = False
+    def _log_predict(
+        self, theta: FloatArray, x: Features, *, grad: bool
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
         theta = np.atleast_2d(theta)
         l0, a, alpha, b, c, beta, gamma = (theta[:, i, None] for i in range(7))

@@ -9,7 +9,7 @@ losses of compute scaling-law fits on each dataset. The law's one input is ``los
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal, overload
+from typing import ClassVar
 
 import numpy as np
 
@@ -39,17 +39,8 @@ class ShiftedPowerLaw(Law):
             Parameter("E_y", 0.0, math.inf, (0.5, 1.5), False, "irreducible loss on y, nats"),
         )
 
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[False] = ...
-    ) -> FloatArray: ...
-    @overload
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: Literal[True]
-    ) -> tuple[FloatArray, FloatArray]: ...
-
-    def log_predict(
-        self, theta: FloatArray, x: Features, *, grad: bool = False
+    def _log_predict(
+        self, theta: FloatArray, x: Features, *, grad: bool
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
         """``log L_y`` for ``k`` parameter vectors at ``n`` points (see :class:`Law`)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))

@@ -15,14 +15,8 @@
 
 from __future__ import annotations
 
-CPU_TINY = """\
-name = "cpu-tiny"
-workers = 2
-threads = 1
-seeds = [0]
-optimizers = ["adamw"]
-tokens = [131072, 262144, 524288]
-
+#: the training settings every cpu-tiny run shares (the constant-LR run must match them)
+_CPU_TINY_BASE = """\
 [base]
 context = 64
 batch_size = 16
@@ -33,7 +27,20 @@ eval_log_points = 4
 weight_decay = 0.1
 grad_clip = 1.0
 device = "cpu"
+"""
 
+CPU_TINY = (
+    """\
+name = "cpu-tiny"
+workers = 2
+threads = 1
+seeds = [0]
+optimizers = ["adamw"]
+tokens = [131072, 262144, 524288]
+
+"""
+    + _CPU_TINY_BASE
+    + """
 [models]
 xs = { d_model = 32, layers = 2, heads = 2 }
 s = { d_model = 48, layers = 3, heads = 3 }
@@ -44,11 +51,13 @@ l = { d_model = 96, layers = 4, heads = 4 }
 cosine = "cosine:peak=3e-3,warmup=25,final=3e-4"
 wsd = "wsd:peak=3e-3,warmup=25,decay_start=0.8,final=3e-4"
 """
+)
 
 #: A constant-learning-rate run of cpu-tiny's largest model at its largest budget: with that
 #: model's cosine and WSD runs, the end-to-end study fits a curve law on two schedules and
 #: predicts the third. Same sweep name, so its run lands beside cpu-tiny's in one store.
-CPU_TINY_CONSTANT = """\
+CPU_TINY_CONSTANT = (
+    """\
 name = "cpu-tiny"
 workers = 1
 threads = 1
@@ -56,23 +65,16 @@ seeds = [0]
 optimizers = ["adamw"]
 tokens = [524288]
 
-[base]
-context = 64
-batch_size = 16
-train_data = "python-stdlib"
-eval_data = ["python-stdlib", "python-docs"]
-eval_tokens = 8192
-eval_log_points = 4
-weight_decay = 0.1
-grad_clip = 1.0
-device = "cpu"
-
+"""
+    + _CPU_TINY_BASE
+    + """
 [models]
 l = { d_model = 96, layers = 4, heads = 4 }
 
 [schedules]
 constant = "constant:peak=3e-3,warmup=25"
 """
+)
 
 #: preset name -> TOML text
 PRESETS: dict[str, str] = {"cpu-tiny": CPU_TINY, "cpu-tiny-constant": CPU_TINY_CONSTANT}

@@ -106,7 +106,7 @@ def fit_command(
     console.print(
         f"objective {fmt(result.objective)} · {result.n_points} points in {result.n_groups} runs"
         f" · converged: {result.converged} · starts {result.n_starts_converged}/"
-        f"{result.n_starts} converged, {result.n_starts_dropped} left by racing"
+        f"{result.n_starts} converged, {result.n_starts_dropped} set aside by the search"
     )
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")

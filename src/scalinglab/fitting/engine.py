@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from scipy.optimize import minimize
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from scalinglab.data.runs import run_ids_trusted
 from scalinglab.errors import FitError, InputError
 from scalinglab.fitting.objective import LossName, RobustLoss
 from scalinglab.fitting.optimize import batched_lbfgs
 from scalinglab.fitting.parameters import ParameterMap
+from scalinglab.fitting.projection import lattice_minima, project_starts
 from scalinglab.fitting.result import Fit
 from scalinglab.laws.base import FloatArray, Law, get_law
 
@@ -35,6 +37,9 @@ POLISH_RTOL = 1e-2
 DEFAULT_RACE = ((1, 0.02), (5, 0.25))
 #: grids smaller than this are run in full
 RACE_MIN_STARTS = 200
+#: "fast": variable projection for laws linear in some parameters, racing for large grids of
+#: other laws; "full": every start of the grid run to convergence
+Search = Literal["fast", "full"]
 
 
 class LawObjective:
@@ -90,7 +95,7 @@ def fit_law(
     bootstrap: int = 0,
     seed: int = 0,
     max_iter: int = 400,
-    racing: bool = True,
+    search: Search = "fast",
 ) -> Fit:
     """Fit a law to observed losses.
 
@@ -127,10 +132,13 @@ def fit_law(
     seed
         Seed of the bootstrap resampling; the fit is otherwise deterministic.
     max_iter
-        Iteration cap of the batched optimiser.
-    racing
-        For grids of 200 starts or more, advance only the most promising starts after a few
-        iterations (successive halving); ``False`` runs every start to convergence.
+        Iteration cap of each local optimisation (batched search, final polish, bootstrap).
+    search
+        ``"fast"``: for laws linear in some parameters (the compute laws' ``E``, ``A``,
+        ``B``), solve for those exactly at each point of the grid's lattice of the other
+        parameters (variable projection) and polish the lattice's local minima; for other
+        laws, race grids of 200 starts or more (after a few iterations only the most
+        promising starts go on). ``"full"``: run every start of the grid to convergence.
 
     Returns
     -------
@@ -138,7 +146,7 @@ def fit_law(
         Best parameters, diagnostics, and bootstrap replicates when requested.
     """
     # the arrays are small: BLAS threads cost more in synchronisation than they save
-    with threadpool_limits(limits=1):
+    with _thread_pools().limit(limits=1):
         return _fit_law(
             law,
             x,
@@ -156,7 +164,7 @@ def fit_law(
             bootstrap=bootstrap,
             seed=seed,
             max_iter=max_iter,
-            racing=racing,
+            search=search,
         )
 
 
@@ -178,7 +186,7 @@ def _fit_law(
     bootstrap: int,
     seed: int,
     max_iter: int,
-    racing: bool,
+    search: Search,
 ) -> Fit:
     robust = RobustLoss(loss, delta, overestimate_penalty)
     feats, y_arr = _check_arrays(law, x, y)
@@ -195,42 +203,64 @@ def _fit_law(
     pmap = ParameterMap.build(law, fixed=fixed, tie=tie, bounds=bounds)
     _check_identifiable(law, feats, pmap, n)
 
+    if search not in ("fast", "full"):
+        raise FitError(f"unknown search '{search}'; use 'fast' or 'full'")
     objective = LawObjective(law, pmap, feats, np.log(y_arr), w, robust)
     z0 = _starts(law, pmap, grid)
-    race = DEFAULT_RACE if racing and z0.shape[0] >= RACE_MIN_STARTS else ()
-    result = batched_lbfgs(objective, z0, pmap.lower, pmap.upper, max_iter=max_iter, race=race)
-    finite = np.isfinite(result.objective)
-    if not finite.any():
-        raise FitError(f"law '{law.name}': no start gave a finite objective")
+    lattice = project_starts(law, pmap, z0, feats, y_arr, w) if search == "fast" else None
+    if lattice is not None:
+        # each lattice minimum is its own basin: polish those, best first
+        values, _ = objective(lattice.z, np.arange(lattice.z.shape[0]))
+        minima = lattice_minima(values, lattice.shape)
+        if minima.size == 0:
+            raise FitError(f"law '{law.name}': no start gave a finite objective")
+        candidates = _distinct(lattice.z[minima], pmap, N_POLISH)
+        method = "projection"
+    else:
+        race = DEFAULT_RACE if search == "fast" and z0.shape[0] >= RACE_MIN_STARTS else ()
+        result = batched_lbfgs(objective, z0, pmap.lower, pmap.upper, max_iter=max_iter, race=race)
+        finite = np.isfinite(result.objective)
+        if not finite.any():
+            raise FitError(f"law '{law.name}': no start gave a finite objective")
+        order = np.argsort(result.objective, kind="stable")
+        order = order[finite[order]]
+        # only candidates whose objective is already close to the best can overtake it
+        close = result.objective[order] <= result.objective[order[0]] * (1 + POLISH_RTOL) + 1e-300
+        candidates = _distinct(result.z[order[close]], pmap, N_POLISH)
+        method = "racing" if race else "full"
 
-    # Polish the best few distinct solutions with scipy's L-BFGS-B to tight tolerances.
-    order = np.argsort(result.objective, kind="stable")
-    order = order[finite[order]]
-    # only candidates whose objective is already close to the best can overtake it
-    close = result.objective[order] <= result.objective[order[0]] * (1 + POLISH_RTOL) + 1e-300
-    candidates = _distinct(result.z[order[close]], pmap, N_POLISH)
-    best_z, best_f, best_converged = None, math.inf, False
-    for z_start in candidates:
-        z_p, f_p, ok = _polish(objective, z_start, pmap)
-        if f_p < best_f:
-            best_z, best_f, best_converged = z_p, f_p, ok
-    assert best_z is not None
+    # Polish the best few distinct candidates with scipy's L-BFGS-B to tight tolerances.
+    polished = [_polish(objective, z_start, pmap, max_iter) for z_start in candidates]
+    best_z, best_f, best_converged = min(polished, key=lambda p: p[1])
     theta_best = pmap.theta(best_z[None, :])[0]
 
     warnings: list[str] = []
     if not best_converged:
         warnings.append("the optimiser did not converge at the best start; treat with care")
     warnings.extend(_at_bound_warnings(best_z, pmap))
-    ties = _near_ties(
-        result.z, result.objective, (result.merged_into >= 0) | result.dropped, best_z, best_f, pmap
-    )
+    if lattice is not None:
+        # the polished candidates are the solutions found; starts not polished were set aside
+        pool_z = np.array([p[0] for p in polished])
+        pool_f = np.array([p[1] for p in polished])
+        ties = _near_ties(pool_z, pool_f, np.zeros(len(polished), bool), best_z, best_f, pmap)
+        n_conv = sum(p[2] for p in polished)
+        n_dropped = int(z0.shape[0]) - len(polished)
+    else:
+        ties = _near_ties(
+            result.z,
+            result.objective,
+            (result.merged_into >= 0) | result.dropped,
+            best_z,
+            best_f,
+            pmap,
+        )
+        n_conv = int(np.sum(result.converged | (result.merged_into >= 0)))
+        n_dropped = int(np.sum(result.dropped))
     if ties:
         warnings.append(
             f"{len(ties)} distinct solution(s) fit within {TIE_RTOL:.0e} of the best objective: "
             "the data may not identify every parameter (consider fixing or tying some)"
         )
-    n_conv = int(np.sum(result.converged | (result.merged_into >= 0)))
-    n_dropped = int(np.sum(result.dropped))
 
     boot = None
     if bootstrap:
@@ -250,7 +280,7 @@ def _fit_law(
         "bounds": {k: list(v) for k, v in bounds.items()},
         "bootstrap": bootstrap,
         "seed": seed,
-        "racing": racing,
+        "search": method,
     }
     return Fit(
         law=law,
@@ -411,24 +441,37 @@ def _check_identifiable(law: Law, x: Mapping[str, FloatArray], pmap: ParameterMa
 def _starts(
     law: Law, pmap: ParameterMap, grid: FloatArray | Mapping[str, Sequence[float]] | None
 ) -> FloatArray:
+    """Distinct starting points in z, clipped into the bounds."""
     params = law.parameters()
-    if grid is None:
-        theta = law.initial_grid()
-    elif isinstance(grid, Mapping):
-        unknown = [k for k in grid if k not in pmap.names]
+    if grid is None or isinstance(grid, Mapping):
+        given = {} if grid is None else grid
+        unknown = [k for k in given if k not in pmap.names]
         if unknown:
             raise FitError(f"grid: law '{law.name}' has no parameter {', '.join(unknown)}")
-        values = [tuple(grid.get(p.name, p.grid)) or (p.grid[0],) for p in params]
-        theta = np.array(list(itertools.product(*values)), dtype=float)
-    else:
-        theta = np.atleast_2d(np.asarray(grid, dtype=float))
-        if theta.shape[1] != len(params):
-            raise FitError(
-                f"grid has {theta.shape[1]} columns; law '{law.name}' has {len(params)} parameters"
-            )
-    z = pmap.z_from_theta(theta)
-    z = np.clip(z, pmap.lower, pmap.upper)
+        # a product grid: the product of each free parameter's distinct values (fixed and
+        # tied parameters take no values of their own)
+        axes = []
+        for i, name in enumerate(pmap.free):
+            spec = params[pmap.names.index(name)]
+            values = np.asarray(tuple(given.get(name, spec.grid)) or spec.grid[:1], dtype=float)
+            if len(values) == 0:
+                raise FitError(f"law '{law.name}' has no initial grid for {name}")
+            z = np.log(np.maximum(values, 1e-300)) if spec.log_scale else values
+            axes.append(np.unique(np.clip(z, pmap.lower[i], pmap.upper[i])))
+        return np.array(list(itertools.product(*axes)), dtype=float)
+    theta = np.atleast_2d(np.asarray(grid, dtype=float))
+    if theta.shape[1] != len(params):
+        raise FitError(
+            f"grid has {theta.shape[1]} columns; law '{law.name}' has {len(params)} parameters"
+        )
+    z = np.clip(pmap.z_from_theta(theta), pmap.lower, pmap.upper)
     return np.unique(z, axis=0)
+
+
+@functools.cache
+def _thread_pools() -> ThreadpoolController:
+    """The process's BLAS/OpenMP pools, found once (finding them reads the loaded libraries)."""
+    return ThreadpoolController()
 
 
 def _distinct(z_sorted: FloatArray, pmap: ParameterMap, limit: int) -> list[FloatArray]:
@@ -449,13 +492,18 @@ def _same(z1: FloatArray, z2: FloatArray, pmap: ParameterMap) -> bool:
 
 
 def _polish(
-    objective: LawObjective, z0: FloatArray, pmap: ParameterMap
+    objective: LawObjective, z0: FloatArray, pmap: ParameterMap, max_iter: int
 ) -> tuple[FloatArray, float, bool]:
+    """scipy's L-BFGS-B from ``z0`` to tight tolerances: (z, objective, converged)."""
     one = np.zeros(1, dtype=np.intp)
+    # L-BFGS-B's ftol is relative to max(|f|, 1): objectives here are often ~1e-3, so it is
+    # run on f / f(z0) to make the stopping rule relative (else it stops ~1e-6 short)
+    start = float(objective(z0[None, :], one)[0][0])
+    scale = start if math.isfinite(start) and start > 0 else 1.0
 
     def f_and_g(z: FloatArray) -> tuple[float, FloatArray]:
         v, g = objective(z[None, :], one)
-        return float(v[0]), g[0]
+        return float(v[0]) / scale, g[0] / scale
 
     bnds = [
         (None if not math.isfinite(lo) else lo, None if not math.isfinite(hi) else hi)
@@ -467,9 +515,9 @@ def _polish(
         jac=True,
         method="L-BFGS-B",
         bounds=bnds,
-        options={"ftol": 1e-13, "gtol": 1e-10, "maxiter": 2000},
+        options={"ftol": 1e-12, "gtol": 1e-9, "maxiter": max_iter},
     )
-    return np.asarray(res.x, dtype=float), float(res.fun), bool(res.success)
+    return np.asarray(res.x, dtype=float), float(res.fun) * scale, bool(res.success)
 
 
 def _at_bound_warnings(z: FloatArray, pmap: ParameterMap) -> list[str]:

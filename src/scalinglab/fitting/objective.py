@@ -48,10 +48,9 @@ class RobustLoss:
         if self.kind == "squares":
             rho, slope = 0.5 * r * r, r
         else:
-            a = np.abs(r)
-            inside = a <= self.delta
-            rho = np.where(inside, 0.5 * r * r, self.delta * (a - 0.5 * self.delta))
-            slope = np.where(inside, r, self.delta * np.sign(r))
+            # slope = clip(r, ±δ); then ρ = slope·(r − slope/2) is r²/2 inside, δ(|r| − δ/2) out
+            slope = np.clip(r, -self.delta, self.delta)
+            rho = slope * (r - 0.5 * slope)
         if self.overestimate_penalty != 1.0:
             scale = np.where(r > 0, self.overestimate_penalty, 1.0)
             rho, slope = rho * scale, slope * scale

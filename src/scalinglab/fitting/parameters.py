@@ -6,6 +6,7 @@ parameters declared ``log_scale`` are optimised as ``z = log θ``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,19 +90,14 @@ class ParameterMap:
 
     def theta(self, z: FloatArray) -> FloatArray:
         """θ of shape ``(k, p)`` from z of shape ``(k, q)``."""
-        k = z.shape[0]
-        th = np.empty((k, len(self.names)))
+        th = np.empty((z.shape[0], len(self.names)))
         # exp may overflow to inf for wild trial points: the objective then rejects them
         with np.errstate(over="ignore"):
-            return self._fill(z, th)
-
-    def _fill(self, z: FloatArray, th: FloatArray) -> FloatArray:
-        for j in range(len(self.names)):
-            s = self.source[j]
-            if s < 0:
-                th[:, j] = self.fixed_values[j]
-            else:
-                th[:, j] = np.exp(z[:, s]) if self.is_log[j] else z[:, s]
+            for j, s in enumerate(self.source):
+                if s < 0:
+                    th[:, j] = self.fixed_values[j]
+                else:
+                    th[:, j] = np.exp(z[:, s]) if self.is_log[j] else z[:, s]
         return th
 
     def z_from_theta(self, theta: FloatArray) -> FloatArray:
@@ -116,9 +112,15 @@ class ParameterMap:
 
     def grad_z(self, theta: FloatArray, grad_theta: FloatArray) -> FloatArray:
         """Chain rule: d objective / dz from d objective / dθ (both batched over rows)."""
-        gz = np.zeros((theta.shape[0], len(self.free)))
-        for j in range(len(self.names)):
-            s = self.source[j]
-            if s >= 0:
-                gz[:, s] += grad_theta[:, j] * (theta[:, j] if self.is_log[j] else 1.0)
-        return gz
+        # d θ_j / d z_source(j) is θ_j on the log scale, 1 otherwise; fixed θ_j have none
+        # (masked, not multiplied by 0: their gradient may be inf or nan)
+        driven = np.where(self.source >= 0, grad_theta * np.where(self.is_log, theta, 1.0), 0.0)
+        return driven @ self._incidence
+
+    @functools.cached_property
+    def _incidence(self) -> FloatArray:
+        """(p, q) matrix with a 1 where θ_j is driven by z_i."""
+        m = np.zeros((len(self.names), len(self.free)))
+        driven = np.flatnonzero(self.source >= 0)
+        m[driven, self.source[driven]] = 1.0
+        return m

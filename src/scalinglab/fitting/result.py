@@ -32,7 +32,8 @@ class Fit:
         Points used, and independent groups (runs) among them.
     n_starts, n_starts_converged, n_starts_dropped
         Starts in the multi-start grid, how many converged (or merged into one that did),
-        and how many were left behind by racing.
+        and how many the fast search set aside without running them to convergence (racing,
+        or the starts that variable projection made redundant).
     near_ties
         Other solutions whose objective is within a relative 1e-3 of the best but whose
         parameters differ by more than 1% — a sign that the data do not identify the law.
@@ -179,7 +180,7 @@ class Fit:
         lines.append(
             f"objective: {self.objective:.6g}  converged: {self.converged}  "
             f"starts: {self.n_starts_converged}/{self.n_starts} converged, "
-            f"{self.n_starts_dropped} left behind by racing"
+            f"{self.n_starts_dropped} set aside by the search ({self.options.get('search', '?')})"
         )
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)

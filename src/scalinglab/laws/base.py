@@ -8,6 +8,7 @@ in natural units. The engine (:mod:`scalinglab.fitting`) owns everything else.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from abc import ABC, abstractmethod
@@ -113,10 +114,28 @@ class Law(ABC):
         """Constructor arguments that recreate this law (JSON-serialisable)."""
         return {}
 
-    @property
+    @functools.cached_property
     def param_names(self) -> tuple[str, ...]:
         """Parameter names in θ order."""
+        # cached: the optimiser's inner loop looks parameters up by name on every evaluation
         return tuple(p.name for p in self.parameters())
+
+    def linear_coefficients(self) -> tuple[str, ...]:
+        """Parameters that multiply additive terms of the loss itself, if any.
+
+        A law returns them when it can be written ``L = Σ_j c_j · φ_j(x; ν)`` with the basis
+        ``φ`` independent of the coefficients ``c`` (Chinchilla: ``E·1 + A·N^−α + B·D^−β``);
+        the engine then solves for ``c`` exactly at each start (variable projection) and only
+        searches over ``ν``. Such a law also implements :meth:`linear_basis`. Default: none.
+        """
+        return ()
+
+    def linear_basis(self, theta: FloatArray, x: Features) -> FloatArray:
+        """The basis ``φ_j(x; ν)`` of :meth:`linear_coefficients`, shape ``(k, n, m)``.
+
+        ``theta`` has shape ``(k, p)``; only its non-linear entries matter.
+        """
+        raise NotImplementedError(f"law '{self.name}' has no linear coefficients")
 
     def features(self, observations: pd.DataFrame) -> dict[str, FloatArray]:
         """Extract the feature arrays this law needs from an Observations table."""

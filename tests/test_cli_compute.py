@@ -37,6 +37,12 @@ def test_example_fit_predict_round_trip(tmp_path: Path) -> None:
     payload = json.loads(res.stdout)
     assert payload["params"]["alpha"] == pytest.approx(CHINCHILLA_TRUTH["alpha"], rel=0.15)
     assert set(payload["ci95"]) == {"E", "A", "alpha", "B", "beta"}
+    assert payload["options"]["search"] == "projection"
+    full = runner.invoke(app, ["fit", str(csv), "--search", "full", "--json"])
+    assert full.exit_code == 0, full.output
+    full_payload = json.loads(full.stdout)
+    assert full_payload["options"]["search"] == "full"
+    assert payload["objective"] <= full_payload["objective"] * (1 + 1e-9)
     res = runner.invoke(
         app, ["predict", str(fit_json), "--params", "7e9", "--tokens", "1.4e12", "--json"]
     )
@@ -99,6 +105,7 @@ def test_bad_options_and_files(tmp_path: Path) -> None:
         (["fit", str(good), "--law", "chinchila"], "unknown law"),
         (["fit", str(good), "--fix", "E"], "NAME=VALUE"),
         (["fit", str(good), "--fix", "E=abc"], "not a number"),
+        (["fit", str(good), "--search", "exhaustive"], "unknown search 'exhaustive'"),
         (["predict", str(good)], "not"),
     ):
         res = runner.invoke(app, args)

@@ -64,6 +64,13 @@ def fit_command(
     column: Annotated[
         list[str] | None, typer.Option(help="Map a column: THEIRS=ours (e.g. 'Model Size=params').")
     ] = None,
+    search: Annotated[
+        str,
+        typer.Option(
+            help="fast (linear parameters solved exactly on the grid's lattice, or racing) "
+            "or full (every start of the grid run to convergence)."
+        ),
+    ] = "fast",
     out: Annotated[Path | None, typer.Option(help="Write the fit as JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -82,6 +89,7 @@ def fit_command(
         tie=parse_assignments(tie, "--tie") or None,
         cap_irreducible=cap_irreducible,
         overestimate_penalty=overestimate_penalty,
+        search=search,
     )
     if out is not None:
         result.save(out)
@@ -105,8 +113,7 @@ def fit_command(
     )
     console.print(
         f"objective {fmt(result.objective)} · {result.n_points} points in {result.n_groups} runs"
-        f" · converged: {result.converged} · starts {result.n_starts_converged}/"
-        f"{result.n_starts} converged, {result.n_starts_dropped} set aside by the search"
+        f" · converged: {result.converged} · {result.search_summary()}"
     )
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}")

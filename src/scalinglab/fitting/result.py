@@ -178,12 +178,19 @@ class Fit:
             ci = f"  [{cis[n][0]:.4g}, {cis[n][1]:.4g}]" if n in cis else ""
             lines.append(f"  {n} = {v:.6g}{ci}")
         lines.append(
-            f"objective: {self.objective:.6g}  converged: {self.converged}  "
-            f"starts: {self.n_starts_converged}/{self.n_starts} converged, "
-            f"{self.n_starts_dropped} set aside by the search ({self.options.get('search', '?')})"
+            f"objective: {self.objective:.6g}  converged: {self.converged}  {self.search_summary()}"
         )
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
+
+    def search_summary(self) -> str:
+        """How the start grid was searched, in one phrase."""
+        search = self.options.get("search", "grid")
+        run = self.n_starts - self.n_starts_dropped
+        return (
+            f"{search} search over {self.n_starts} starts: {run} run to the end "
+            f"({self.n_starts_converged} converged), {self.n_starts_dropped} set aside"
+        )
 
 
 def _percentiles(level: float) -> tuple[float, float]:

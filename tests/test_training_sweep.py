@@ -4,6 +4,10 @@ tiny sweep run by two worker processes that resumes a partial run and skips fini
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ from scalinglab.cli.main import app
 from scalinglab.data import RunStore
 from scalinglab.errors import SpecError
 from scalinglab.training.presets import PRESETS
-from scalinglab.training.sweep import SweepSpec, load_sweep, run_sweep
+from scalinglab.training.sweep import STOP_GRACE_S, SweepSpec, load_sweep, run_sweep
 from scalinglab.training.trainer import param_count, train
 
 SPEC = """
@@ -140,3 +144,41 @@ def test_bad_run_settings_name_the_run(tmp_path: Path) -> None:
         spec.configs(out_dir=tmp_path, store=tmp_path / "s.sqlite")
     with pytest.raises(SpecError, match="neither a file nor a preset"):
         load_sweep("cpu-tinyy")
+
+
+LONG_SPEC = SPEC.replace("workers = 2", "workers = 1").replace(
+    "tokens = [1024, 2048]", "tokens = [4_000_000]"
+)
+
+
+def test_sigterm_stops_a_sweep_and_marks_its_run_interrupted(tmp_path: Path) -> None:
+    store, out = tmp_path / "runs.sqlite", tmp_path / "out"
+    command = [
+        sys.executable,
+        "-c",
+        "from scalinglab.cli.main import main; main()",
+        "sweep",
+        str(_write(tmp_path, LONG_SPEC)),
+        f"--store={store}",
+        f"--out-dir={out}",
+        "--json",
+    ]
+    sweep = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # wait until the first run has written observations
+        while time.monotonic() < deadline and sweep.poll() is None:
+            if store.exists() and len(RunStore(store).observations()) > 0:
+                break
+            time.sleep(0.5)
+        assert sweep.poll() is None, sweep.communicate()
+        sweep.send_signal(signal.SIGTERM)
+        tick = time.monotonic()
+        _, stderr = sweep.communicate(timeout=STOP_GRACE_S)
+    finally:
+        sweep.kill()
+    # it stops within seconds, not when the run would have ended
+    assert sweep.returncode != 0
+    assert time.monotonic() - tick < STOP_GRACE_S, stderr
+    statuses = RunStore(store).runs().set_index("run_id")["status"]
+    assert "interrupted" in set(statuses) and "running" not in set(statuses), statuses

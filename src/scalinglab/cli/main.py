@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import typer
 
 app = typer.Typer(
@@ -24,6 +27,13 @@ from scalinglab.cli import train as _train  # noqa: E402,F401
 from scalinglab.cli import transfer as _transfer  # noqa: E402,F401
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point of the ``scalinglab`` console script."""
+    # `kill` stops a run as Ctrl-C does: the store marks it interrupted (not left "running")
+    # and a sweep stops its workers' runs the same way
+    signal.signal(signal.SIGTERM, _interrupt)
     app()

@@ -33,10 +33,12 @@ their checkpoint in ``<out_dir>/<run_id>``.
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures as cf
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import tomllib
@@ -299,25 +301,48 @@ def _finished_runs(store_path: str | Path) -> dict[str, dict[str, float]]:
     return finals
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """Pool initializer: end this worker when the sweep process is gone.
+#: seconds a worker's interrupted run gets to record its status before the worker exits
+STOP_GRACE_S = 30.0
+#: whether this worker process is training a run now (set by _worker_run)
+_busy = threading.Event()
+#: the sweep's stop event, in a worker process (set by its initializer)
+_stop: Any = None
 
-    A killed sweep would otherwise leave its workers training the runs they hold; those
-    runs resume from their checkpoints when the sweep is started again.
+
+def _stop_with_parent(parent_pid: int, stop: Any) -> None:
+    """Pool initializer: stop this worker when the sweep stops or is gone.
+
+    ``stop`` is set by a sweep that is interrupted (Ctrl-C, or SIGTERM through the CLI); a
+    killed sweep sets nothing, and its disappearance has the same effect. A run in progress
+    is interrupted as by Ctrl-C, so the store marks it interrupted (it resumes from its
+    checkpoint next time); queued runs are not started; the worker then exits.
     """
+    global _stop
+    _stop = stop
 
     def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
+        while not stop.wait(1.0) and os.getppid() == parent_pid:
+            pass
+        if _busy.is_set():
+            _thread.interrupt_main(signal.SIGINT)
+            deadline = time.monotonic() + STOP_GRACE_S
+            while _busy.is_set() and time.monotonic() < deadline:
+                time.sleep(0.1)
         os._exit(1)
 
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    # a sweep started in the background inherits SIGINT ignored, and then the interruption
+    # above would do nothing
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
 
 
 def _worker_run(config: TrainConfig) -> RunOutcome:
     from scalinglab.training.trainer import train
 
+    if _stop is not None and _stop.is_set():
+        return RunOutcome(config.name, "interrupted")  # queued before the sweep stopped
     tick = time.perf_counter()
+    _busy.set()
     try:
         result = train(config)
     except Exception as err:  # one failed run must not stop the others
@@ -326,6 +351,8 @@ def _worker_run(config: TrainConfig) -> RunOutcome:
         if config.store is not None:
             RunStore(config.store).set_status(config.name, "failed")
         return RunOutcome(config.name, "failed", error=f"{type(err).__name__}: {err}")
+    finally:
+        _busy.clear()
     return RunOutcome(
         config.name,
         "finished",
@@ -399,22 +426,30 @@ def run_sweep(
     n_workers = max(1, min(workers or spec.workers, len(todo) or 1))
     if todo:
         context = multiprocessing.get_context("spawn")
+        stop = context.Event()
         pool = cf.ProcessPoolExecutor(
             max_workers=n_workers,
             mp_context=context,
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
+            initializer=_stop_with_parent,
+            initargs=(os.getpid(), stop),
         )
         try:
-            futures = [pool.submit(_worker_run, c) for c in todo]
-            for future in cf.as_completed(futures):
-                outcome = future.result()
-                outcomes.append(outcome)
-                if on_run is not None:
-                    on_run(outcome, len(outcomes), total)
+            pending = {pool.submit(_worker_run, c) for c in todo}
+            while pending:
+                # wake up every second: a signal that the OS delivered to another thread is
+                # only handled once the main thread runs again
+                done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    outcome = future.result()
+                    outcomes.append(outcome)
+                    if on_run is not None:
+                        on_run(outcome, len(outcomes), total)
+        except BaseException:
+            # interrupted: start no new run and stop the running ones (they are marked
+            # interrupted and resume from their checkpoints on the next call)
+            stop.set()
+            raise
         finally:
-            # on Ctrl-C, start no new run; running ones stop on their own SIGINT, and a later
-            # call resumes them from their checkpoints
             pool.shutdown(wait=True, cancel_futures=True)
     order = {c.name: i for i, c in enumerate(configs)}
     outcomes.sort(key=lambda o: order[o.run_id])

@@ -107,3 +107,17 @@ def test_projection_and_full_search_agree_with_a_fixed_exponent() -> None:
     full = fit_law(law, x, y, fixed={"alpha": 0.34}, search="full")
     assert fast.options["search"] == "projection"
     assert fast.objective <= full.objective * (1 + 1e-9)
+
+
+def test_a_minimum_on_the_lattice_edge_falls_back_on_the_grid() -> None:
+    # alpha = 2.7 lies beyond the law's exponent grid (0 to 2): the lattice's best point sits
+    # on its edge, so the engine also runs the grid, the polished point among its starts
+    law = get_law("params_only")
+    rng = np.random.default_rng(2)
+    n = np.exp(rng.uniform(np.log(1e7), np.log(1e9), 40))
+    y = (2.0 + 1e8**2.7 * n**-2.7) * np.exp(rng.normal(0, 0.002, n.size))
+    fast = fit_law(law, {"params": n}, y)
+    full = fit_law(law, {"params": n}, y, search="full")
+    assert fast.options["search"].startswith("projection+")
+    assert fast.params["alpha"] == pytest.approx(2.7, rel=0.02)
+    assert fast.objective <= full.objective * (1 + 1e-9)

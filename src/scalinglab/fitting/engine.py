@@ -16,9 +16,9 @@ from threadpoolctl import ThreadpoolController
 from scalinglab.data.runs import run_ids_trusted
 from scalinglab.errors import FitError, InputError
 from scalinglab.fitting.objective import LossName, RobustLoss
-from scalinglab.fitting.optimize import batched_lbfgs
+from scalinglab.fitting.optimize import BatchResult, batched_lbfgs
 from scalinglab.fitting.parameters import ParameterMap
-from scalinglab.fitting.projection import lattice_minima, project_starts
+from scalinglab.fitting.projection import Lattice, lattice_minima, project_starts
 from scalinglab.fitting.result import Fit
 from scalinglab.laws.base import FloatArray, Law, get_law
 
@@ -39,6 +39,8 @@ RACE_MIN_STARTS = 200
 #: "fast": variable projection for laws linear in some parameters, racing for large grids of
 #: other laws; "full": every start of the grid run to convergence
 Search = Literal["fast", "full"]
+#: a polished solution: (z, objective, converged)
+Polished = tuple[FloatArray, float, bool]
 
 
 class LawObjective:
@@ -206,42 +208,21 @@ def _fit_law(
         raise FitError(f"unknown search '{search}'; use 'fast' or 'full'")
     objective = LawObjective(law, pmap, feats, np.log(y_arr), w, robust)
     z0 = _starts(law, pmap, grid)
-    polished: list[tuple[FloatArray, float, bool]] = []
+    polished: list[Polished] = []
+    result: BatchResult | None = None
     lattice = project_starts(law, pmap, z0, feats, y_arr, w) if search == "fast" else None
+    method, trusted = "projection", False
     if lattice is not None:
-        # each lattice minimum is its own basin: polish those, best first
-        values, _ = objective(lattice.z, np.arange(lattice.z.shape[0]))
-        minima = lattice_minima(values, lattice.shape)
-        candidates = _distinct(lattice.z[minima], pmap, N_POLISH)
-        polished = [_polish(objective, z_start, pmap, max_iter) for z_start in candidates]
-        # trusted unless the best basin may lie beyond the grid or the polish ran out
-        if (
-            polished
-            and min(polished, key=lambda p: p[1])[2]
-            and not lattice.on_open_edge(int(minima[0]), pmap.lower, pmap.upper)
-        ):
-            result = None
-            method = "projection"
-        else:
-            lattice = None  # fall back on the grid, with the polished points as extra starts
-    if lattice is None:
+        polished, trusted = _search_lattice(objective, pmap, lattice, max_iter)
+    if not trusted:
+        # no projection, or one that cannot be trusted: the grid, the polished points added
         starts = np.vstack([z0, *(p[0][None, :] for p in polished)])
         race = DEFAULT_RACE if search == "fast" and starts.shape[0] >= RACE_MIN_STARTS else ()
+        method = ("projection+" if lattice is not None else "") + ("racing" if race else "full")
         result = batched_lbfgs(
             objective, starts, pmap.lower, pmap.upper, max_iter=max_iter, race=race
         )
-        finite = np.isfinite(result.objective)
-        if not finite.any():
-            raise FitError(f"law '{law.name}': no start gave a finite objective")
-        order = np.argsort(result.objective, kind="stable")
-        order = order[finite[order]]
-        # only candidates whose objective is already close to the best can overtake it
-        close = result.objective[order] <= result.objective[order[0]] * (1 + POLISH_RTOL) + 1e-300
-        candidates = _distinct(result.z[order[close]], pmap, N_POLISH)
-        method = ("projection+" if polished else "") + ("racing" if race else "full")
-        polished += [_polish(objective, z_start, pmap, max_iter) for z_start in candidates]
-    if not polished:
-        raise FitError(f"law '{law.name}': no start gave a finite objective")
+        polished += _polish_best(objective, pmap, result, max_iter)
     best_z, best_f, best_converged = min(polished, key=lambda p: p[1])
     theta_best = pmap.theta(best_z[None, :])[0]
 
@@ -258,14 +239,8 @@ def _fit_law(
         n_conv = sum(p[2] for p in polished)
         n_dropped = n_starts - len(polished)
     else:
-        ties = _near_ties(
-            result.z,
-            result.objective,
-            (result.merged_into >= 0) | result.dropped,
-            best_z,
-            best_f,
-            pmap,
-        )
+        excluded = (result.merged_into >= 0) | result.dropped
+        ties = _near_ties(result.z, result.objective, excluded, best_z, best_f, pmap)
         n_starts = int(result.z.shape[0])
         n_conv = int(np.sum(result.converged | (result.merged_into >= 0)))
         n_dropped = int(np.sum(result.dropped))
@@ -481,6 +456,41 @@ def _starts(
     return np.unique(z, axis=0)
 
 
+def _search_lattice(
+    objective: LawObjective, pmap: ParameterMap, lattice: Lattice, max_iter: int
+) -> tuple[list[Polished], bool]:
+    """Polish the projected lattice's minima (one per basin), best first; and whether to trust it.
+
+    Not trusted when the polish ran out of iterations, or when the best lattice point is on an
+    edge the bounds would let the fit go beyond (its basin may lie outside the grid).
+    """
+    values, _ = objective(lattice.z, np.arange(lattice.z.shape[0]))
+    minima = lattice_minima(values, lattice.shape)
+    candidates = _distinct(lattice.z[minima], pmap, N_POLISH)
+    polished = [_polish(objective, z_start, pmap, max_iter) for z_start in candidates]
+    trusted = (
+        bool(polished)
+        and min(polished, key=lambda p: p[1])[2]
+        and not lattice.on_open_edge(int(minima[0]), pmap.lower, pmap.upper)
+    )
+    return polished, trusted
+
+
+def _polish_best(
+    objective: LawObjective, pmap: ParameterMap, result: BatchResult, max_iter: int
+) -> list[Polished]:
+    """Polish the batched search's best distinct results within 1% of its best objective."""
+    finite = np.isfinite(result.objective)
+    if not finite.any():
+        raise FitError(f"law '{objective.law.name}': no start gave a finite objective")
+    order = np.argsort(result.objective, kind="stable")
+    order = order[finite[order]]
+    # only candidates whose objective is already close to the best can overtake it
+    close = result.objective[order] <= result.objective[order[0]] * (1 + POLISH_RTOL) + 1e-300
+    candidates = _distinct(result.z[order[close]], pmap, N_POLISH)
+    return [_polish(objective, z_start, pmap, max_iter) for z_start in candidates]
+
+
 def _product(axes: Sequence[FloatArray]) -> FloatArray:
     """Cartesian product of the axes' values, one row per combination (row-major)."""
     mesh = np.meshgrid(*axes, indexing="ij")
@@ -510,9 +520,7 @@ def _same(z1: FloatArray, z2: FloatArray, pmap: ParameterMap) -> bool:
     return bool(np.all(np.abs(t1 - t2) <= DISTINCT_RTOL * scale))
 
 
-def _polish(
-    objective: LawObjective, z0: FloatArray, pmap: ParameterMap, max_iter: int
-) -> tuple[FloatArray, float, bool]:
+def _polish(objective: LawObjective, z0: FloatArray, pmap: ParameterMap, max_iter: int) -> Polished:
     """scipy's L-BFGS-B from ``z0`` to tight tolerances: (z, objective, converged)."""
     one = np.zeros(1, dtype=np.intp)
     # L-BFGS-B's ftol is relative to max(|f|, 1): objectives here are often ~1e-3, so it is

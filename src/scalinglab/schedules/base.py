@@ -372,6 +372,22 @@ SCHEDULE_KINDS: dict[str, type[ParametricSchedule]] = {
 }
 
 
+def check_learning_rates(values: FloatArray, source: str | None = None) -> None:
+    """Raise an InputError naming the first learning rate that is not finite and >= 0.
+
+    Rows count from 1 in the order given (the user's rows, before any sorting).
+    """
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if bad.size:
+        raise InputError(
+            "learning rate must be finite and >= 0",
+            source=source,
+            row=int(bad[0]) + 1,
+            column="lr",
+            value=float(values[bad[0]]),
+        )
+
+
 class TabulatedSchedule(Schedule):
     """A schedule given by its learning rate at every step (e.g. rebuilt from training logs).
 
@@ -387,15 +403,7 @@ class TabulatedSchedule(Schedule):
         arr = np.array(values, dtype=float).reshape(-1)
         if arr.size == 0:
             raise InputError("a schedule needs at least one learning rate", source=source)
-        bad = np.flatnonzero(~np.isfinite(arr) | (arr < 0))
-        if bad.size:
-            raise InputError(
-                "learning rate must be finite and >= 0",
-                source=source,
-                row=int(bad[0]) + 1,
-                column="lr",
-                value=float(arr[bad[0]]),
-            )
+        check_learning_rates(arr, source)
         if not arr.max() > 0:
             raise InputError("every learning rate is zero", source=source, column="lr")
         arr.setflags(write=False)

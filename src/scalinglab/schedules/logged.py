@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from scalinglab.errors import InputError
-from scalinglab.schedules.base import TabulatedSchedule
+from scalinglab.schedules.base import TabulatedSchedule, check_learning_rates
 
 
 def schedule_from_lr(
@@ -50,15 +50,7 @@ def schedule_from_lr(
         raise InputError(f"{at.size} steps for {values.size} learning rates", source=source)
     if at.size == 0:
         raise InputError("no logged learning rates", source=source, column="lr")
-    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
-    if bad.size:
-        raise InputError(
-            "learning rate must be finite and >= 0",
-            source=source,
-            row=int(bad[0]) + 1,
-            column="lr",
-            value=float(values[bad[0]]),
-        )
+    check_learning_rates(values, source)
     bad = np.flatnonzero(~np.isfinite(at) | (at < 0) | (at != np.round(at)))
     if bad.size:
         raise InputError(

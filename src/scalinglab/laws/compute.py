@@ -73,24 +73,22 @@ class FloorPlusPowers(Law):
     ) -> FloatArray | tuple[FloatArray, FloatArray]:
         theta = np.atleast_2d(theta)
         idx = {n: i for i, n in enumerate(self.param_names)}
-        log_inputs = [np.log(np.asarray(x[inp], dtype=float)) for _, _, inp in self.terms]
-        # log of each additive term, stacked (terms, k, n); log-sum-exp over the first axis
-        logs = np.empty((1 + len(self.terms), theta.shape[0], log_inputs[0].size))
-        logs[0] = np.log(theta[:, idx["E"], None])
-        for j, ((coef, expo, _), log_x) in enumerate(zip(self.terms, log_inputs, strict=True)):
-            logs[j + 1] = np.log(theta[:, idx[coef], None]) - theta[:, idx[expo], None] * log_x
-        top = logs.max(axis=0)
-        shares = np.exp(logs - top)
-        total = shares.sum(axis=0)
-        value = top + np.log(total)
+        log_e = np.log(theta[:, idx["E"], None])
+        term_logs = []
+        log_inputs = []
+        for coef, expo, inp in self.terms:
+            log_x = np.log(np.asarray(x[inp], dtype=float))[None, :]
+            log_inputs.append(log_x)
+            term_logs.append(np.log(theta[:, idx[coef], None]) - theta[:, idx[expo], None] * log_x)
+        n = log_inputs[0].shape[1]
+        value, weights = _lse_weights([np.broadcast_to(log_e, (theta.shape[0], n)), *term_logs])
         if not grad:
             return value
-        shares /= total  # each term's share of the loss: d log L / d log(term)
-        g = np.empty((theta.shape[0], value.shape[1], theta.shape[1]))
-        g[:, :, idx["E"]] = shares[0] / theta[:, idx["E"], None]
-        for j, ((coef, expo, _), log_x) in enumerate(zip(self.terms, log_inputs, strict=True)):
-            g[:, :, idx[coef]] = shares[j + 1] / theta[:, idx[coef], None]
-            g[:, :, idx[expo]] = -shares[j + 1] * log_x
+        g = np.empty((theta.shape[0], n, theta.shape[1]))
+        g[:, :, idx["E"]] = weights[0] / theta[:, idx["E"], None]
+        for (coef, expo, _), w, log_x in zip(self.terms, weights[1:], log_inputs, strict=True):
+            g[:, :, idx[coef]] = w / theta[:, idx[coef], None]
+            g[:, :, idx[expo]] = -w * log_x
         return value, g
 
     def linear_coefficients(self) -> tuple[str, ...]:

@@ -255,6 +255,25 @@ def test_matches_reference_in_float32(variant: str) -> None:
         assert float((p.detach() - expected[n]).abs().max()) <= 1e-5, n
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@CUDA
+@pytest.mark.parametrize("mode", ["approx", "exact"])
+@pytest.mark.parametrize("variant", list(CLASSES))
+def test_matches_reference_on_cuda(variant: str, mode: str) -> None:
+    """The same 100 steps with parameters and batches on the GPU (float64, as on the CPU)."""
+    init, batches = make_params(0), make_batches(0, STEPS)
+    params = as_parameters({n: t.cuda() for n, t in init.items()})
+    opt = CLASSES[variant](params.values(), lr=1e-2, mode=mode, ns_dtype=torch.float64)
+    train(opt, params, [(x.cuda(), y.cuda()) for x, y in batches])
+    hparams = {n: {**DEFAULTS, "lr": 1e-2} for n in params}
+    expected = reference_run(variant, mode, init, hparams, batches, [1.0] * STEPS)
+    for n, p in params.items():
+        assert p.device.type == "cuda"
+        assert float((p.detach().cpu() - expected[n]).abs().max()) <= 1e-6, n
+
+
 def test_bfloat16_newton_schulz_approximates_the_exact_iteration() -> None:
     """The default bf16 products give the float64 iteration's step to within 5%."""
     init, batches = make_params(2), make_batches(2, 5)
@@ -281,16 +300,17 @@ def test_first_step_has_no_correction() -> None:
 # ---------------------------------------------------------------- behaviour
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("variant", list(CLASSES))
-def test_converges_on_a_regression_problem(variant: str, dtype: torch.dtype) -> None:
+def test_converges_on_a_regression_problem(variant: str, dtype: torch.dtype, device: str) -> None:
     gen = torch.Generator().manual_seed(3)
     true_w = torch.randn(4, 10, generator=gen)
     x = torch.randn(256, 10, generator=gen)
     y = x @ true_w.T + 1.0 + 0.01 * torch.randn(256, 4, generator=gen)
-    x, y = x.to(dtype), y.to(dtype)
+    x, y = x.to(device, dtype), y.to(device, dtype)
     torch.manual_seed(0)
-    model = nn.Linear(10, 4).to(dtype)
+    model = nn.Linear(10, 4).to(device, dtype)
     opt = CLASSES[variant](model.parameters(), lr=2e-2, lr_1d_scale=2.0, weight_decay_1d=0.0)
 
     def full_loss() -> float:

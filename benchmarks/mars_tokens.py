@@ -23,7 +23,8 @@ Protocol (decided before measuring, after the paper's GPT-2 practice and a fair 
 
 Probes of other regimes change the model (``--d-model``, ``--layers``; one head per 32 widths),
 the batch (``--batch-size`` sequences of 64 tokens), the settings run and the number of seeds;
-their results go to ``mars_tokens-<what changed>.json`` so that the protocol's own result stays.
+their results go to ``mars_tokens-<what changed>.json`` (``-subset`` for fewer settings or
+seeds alone), so that the protocol's own result stays.
 Runs are independent single-thread processes (``--jobs``, default all cores); a seed makes each
 run deterministic, so the results do not depend on ``--jobs``.
 
@@ -75,18 +76,17 @@ MARS = [label for label in SETTINGS if label not in ADAMW]
 class Shape:
     """What every run of one benchmark invocation shares."""
 
-    steps: int
+    steps: int = 1500
     d_model: int = 96
     layers: int = 3
     batch_size: int = 16
 
     def changes(self) -> str:
-        """The probe options that differ from the protocol's, as a file-name suffix."""
-        default = Shape(self.steps)
+        """The options that differ from the protocol's, as a file-name suffix."""
         return "-".join(
             f"{name.replace('_', '')}{getattr(self, name)}"
-            for name in ("d_model", "layers", "batch_size")
-            if getattr(self, name) != getattr(default, name)
+            for name in ("steps", "d_model", "layers", "batch_size")
+            if getattr(self, name) != getattr(Shape(), name)
         )
 
 
@@ -180,7 +180,7 @@ def fraction(points: list[tuple[int, float]], target: float, steps: int) -> floa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per run")
+    parser.add_argument("--steps", type=int, default=Shape.steps, help="optimizer steps per run")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel runs")
     parser.add_argument("--no-record", action="store_true", help="print, do not record")
     probes = parser.add_argument_group("probes of other regimes")
@@ -302,6 +302,8 @@ def main() -> int:
         if label != baseline
     )
     probe = shape.changes()
+    if not probe and (labels != list(SETTINGS) or len(seeds) != SEED_COUNT):
+        probe = "subset"  # the protocol's shape with fewer settings or seeds: not its result
     summary = (
         (f"probe {probe}: " if probe else "")
         + f"GPT {adamw_run.params / 1e6:.2f}M params, {steps} steps x "

@@ -193,10 +193,10 @@ class MARS(Optimizer):
         """Evaluate the gradient at the previous step's parameters (exact mode).
 
         Inside the block every parameter holds its value from before the last step; run
-        ``zero_grad()`` and the forward and backward pass of the *current* batch there. On leaving, the gradients are
-        recorded as ``g_{t−1}`` and the current values come back, so the block is followed by
-        the usual ``zero_grad()``, forward, ``backward()`` and ``step()``. Before the first
-        step the parameters are left as they are (``x_0 = x_1``).
+        ``zero_grad()`` and the forward and backward pass of the *current* batch there. On
+        leaving, the gradients are recorded as ``g_{t−1}`` and the current values come back, so
+        the block is followed by the usual ``zero_grad()``, forward, ``backward()`` and
+        ``step()``. Before the first step the parameters are left as they are (``x_0 = x_1``).
 
         Raises
         ------

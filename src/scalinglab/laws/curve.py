@@ -43,6 +43,7 @@ from scalinglab.laws.base import Features, FloatArray, Law, Parameter, register
 from scalinglab.schedules import (
     DEFAULT_DECAY,
     Schedule,
+    check_learning_rates,
     lr_areas,
     lr_drops,
     parse_schedule,
@@ -257,15 +258,8 @@ def run_schedule(run: pd.DataFrame, *, source: str = "<DataFrame>") -> Schedule:
     keep = ~np.isnan(lr)
     if not keep.any():
         raise InputError("the run has no logged learning rate", source=source, column="lr")
-    bad = np.flatnonzero(keep & ~(np.isfinite(lr) & (lr >= 0)))
-    if bad.size:
-        raise InputError(
-            "learning rate must be finite and >= 0",
-            source=source,
-            row=_row(run, int(bad[0])),
-            column="lr",
-            value=float(lr[bad[0]]),
-        )
+    kept = np.flatnonzero(keep)
+    check_learning_rates(lr[keep], source, row_of=lambda i: _row(run, int(kept[i])))
     steps, lr = steps[keep], lr[keep]
     # losses on several datasets repeat a step: keep one learning rate per step
     uniq, first = np.unique(steps, return_index=True)

@@ -20,6 +20,7 @@ from scalinglab.schedules.base import (
     Schedule,
     TabulatedSchedule,
     WSDSchedule,
+    check_learning_rates,
 )
 from scalinglab.schedules.logged import schedule_from_lr
 from scalinglab.schedules.optimize import (
@@ -49,6 +50,7 @@ __all__ = [
     "ScheduleChoice",
     "TabulatedSchedule",
     "WSDSchedule",
+    "check_learning_rates",
     "choose_schedule",
     "lr_areas",
     "lr_drops",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -372,17 +373,23 @@ SCHEDULE_KINDS: dict[str, type[ParametricSchedule]] = {
 }
 
 
-def check_learning_rates(values: FloatArray, source: str | None = None) -> None:
+def check_learning_rates(
+    values: FloatArray,
+    source: str | None = None,
+    row_of: Callable[[int], int] | None = None,
+) -> None:
     """Raise an InputError naming the first learning rate that is not finite and >= 0.
 
-    Rows count from 1 in the order given (the user's rows, before any sorting).
+    ``row_of`` maps a position in ``values`` to the user's 1-based row; by default rows count
+    from 1 in the order given (the user's rows, before any sorting).
     """
     bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
     if bad.size:
+        first = int(bad[0])
         raise InputError(
             "learning rate must be finite and >= 0",
             source=source,
-            row=int(bad[0]) + 1,
+            row=first + 1 if row_of is None else row_of(first),
             column="lr",
             value=float(values[bad[0]]),
         )

@@ -1,4 +1,5 @@
-"""The SQLite run store: runs, idempotent observations, export, concurrent writers."""
+"""The run store on SQLite and PostgreSQL: runs, idempotent observations, export, copies
+between backends, schema upgrades, concurrent writers, writers killed mid-run."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def curve(run_id: str, steps: range, dataset: str = "train") -> list[dict[str, o
     ]
 
 
-def test_runs_config_and_status(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "s.sqlite")
+def test_runs_config_and_status(store_location: str) -> None:
+    store = RunStore(store_location)
     store.add_run("r1", {"d_model": np.int64(256), "lr": 1e-3}, family="gpt")
     store.add_run("r0", {}, status="finished")
     runs = store.runs()
@@ -51,8 +52,8 @@ def test_runs_config_and_status(tmp_path: Path) -> None:
     assert (run["family"], run["status"], run["config"]) == ("gpt", "running", {"d_model": 256})
 
 
-def test_bad_run_requests(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "s.sqlite")
+def test_bad_run_requests(store_location: str) -> None:
+    store = RunStore(store_location)
     store.add_run("r1", {})
     with pytest.raises(InputError, match="status must be one of"):
         store.set_status("r1", "done")
@@ -68,8 +69,8 @@ def test_bad_run_requests(tmp_path: Path) -> None:
         store.add_run("", {})
 
 
-def test_observations_are_idempotent_and_replace_by_key(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "s.sqlite")
+def test_observations_are_idempotent_and_replace_by_key(store_location: str) -> None:
+    store = RunStore(store_location)
     store.add_run("r1", {}, family="gpt")
     assert store.add_observations(curve("r1", range(1, 6))) == 5
     assert store.add_observations(curve("r1", range(4, 8))) == 4
@@ -95,8 +96,8 @@ def test_observations_are_idempotent_and_replace_by_key(tmp_path: Path) -> None:
     }
 
 
-def test_rows_without_step_are_keyed_by_tokens(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "s.sqlite")
+def test_rows_without_step_are_keyed_by_tokens(store_location: str) -> None:
+    store = RunStore(store_location)
     rows = [{"run_id": "c", "params": 1e8, "tokens": t, "loss": 3.0} for t in (1e9, 2e9)]
     store.add_observations(rows)
     store.add_observations(rows)
@@ -108,8 +109,8 @@ def test_rows_without_step_are_keyed_by_tokens(tmp_path: Path) -> None:
     assert (info.value.row, info.value.column) == (1, "step")
 
 
-def test_invalid_observations_are_rejected_whole(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "s.sqlite")
+def test_invalid_observations_are_rejected_whole(store_location: str) -> None:
+    store = RunStore(store_location)
     rows = curve("r1", range(1, 4))
     rows[2]["loss"] = float("nan")
     with pytest.raises(InputError, match="row 3, column 'loss': missing value"):
@@ -119,8 +120,8 @@ def test_invalid_observations_are_rejected_whole(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
-def test_export_round_trips(tmp_path: Path, suffix: str) -> None:
-    store = RunStore(tmp_path / "s.sqlite")
+def test_export_round_trips(tmp_path: Path, store_location: str, suffix: str) -> None:
+    store = RunStore(store_location)
     store.add_run("r1", {}, family="gpt")
     store.add_observations(curve("r1", range(1, 4)) + curve("r2", range(1, 3), dataset="val"))
     out = tmp_path / f"obs{suffix}"

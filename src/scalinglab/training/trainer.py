@@ -422,7 +422,11 @@ def _train(
                 rows.extend(step_rows)
                 final_loss = dict(metrics)
                 if store is not None:
-                    store.add_observations(pd.DataFrame(step_rows))
+                    # the last rows and "finished" land in one transaction, or neither does
+                    last = done == config.total_steps
+                    store.add_observations(
+                        pd.DataFrame(step_rows), status="finished" if last else None
+                    )
             if done in ckpt_steps and info.is_main:
                 save_checkpoint(
                     ckpt_file,
@@ -440,9 +444,10 @@ def _train(
                 on_step(done, metrics)
     except BaseException as err:
         if store is not None:
-            store.set_status(
-                run_id, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            )
+            # a process asked to exit (Ctrl-C, SIGTERM, a Slurm preemption through submitit's
+            # sys.exit) was interrupted and resumes from its checkpoint; anything else failed
+            stopped = isinstance(err, KeyboardInterrupt | SystemExit)
+            store.set_status(run_id, "interrupted" if stopped else "failed")
         raise
     finally:
         bar.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import random
 import sqlite3
@@ -149,14 +150,51 @@ def is_store(source: str | Path) -> bool:
 
 
 class _Backend(ABC):
-    """What differs between SQLite and PostgreSQL: connections, locks, retryable errors."""
+    """What differs between SQLite and PostgreSQL: connections, locks, retryable errors.
+
+    Each process and thread keeps one connection per store object, made on first use and
+    remade when lost (a connection per write would cost a PostgreSQL session, or a SQLite
+    WAL checkpoint at every close).
+    """
 
     #: shown in messages: a file name or a URL without its password
     label: str
 
+    def __init__(self) -> None:
+        self._local = threading.local()
+
     @abstractmethod
-    def connection(self) -> Any:
-        """A context manager giving a connection in autocommit mode."""
+    def _open_connection(self) -> Any:
+        """A new connection in autocommit mode."""
+
+    @abstractmethod
+    def _broken(self, con: Any) -> bool:
+        """Whether ``con`` can no longer be used (after an error on it)."""
+
+    def close(self) -> None:
+        """Close this process and thread's connection, if open."""
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid() and local.con is not None:
+            con, local.con = local.con, None
+            con.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """This process and thread's connection."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            # a connection inherited through fork belongs to the parent: never use or close it
+            # here (closing would end the parent's PostgreSQL session, or checkpoint its WAL)
+            _INHERITED.append(getattr(local, "con", None))
+            local.con, local.pid = None, os.getpid()
+        if local.con is None:
+            local.con = self._open_connection()
+        try:
+            yield local.con
+        except Exception:
+            if self._broken(local.con):
+                local.con = None  # the retry opens a new one
+            raise
 
     @abstractmethod
     def begin_write(self, con: Any) -> None:
@@ -200,20 +238,19 @@ class _Backend(ABC):
 
 class _SQLite(_Backend):
     def __init__(self, path: Path, timeout_s: float) -> None:
+        super().__init__()
         self.path = path
         self.timeout_s = timeout_s
         self.label = path.name
 
-    @contextmanager
-    def connection(self) -> Iterator[sqlite3.Connection]:
-        # a fresh connection per call: cheap for a file, and safe in forked workers
+    def _open_connection(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-        try:
-            con.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-            con.execute("PRAGMA foreign_keys = ON")
-            yield con
-        finally:
-            con.close()
+        con.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+        con.execute("PRAGMA foreign_keys = ON")
+        return con
+
+    def _broken(self, con: sqlite3.Connection) -> bool:
+        return False  # an error leaves a SQLite connection usable (after the rollback)
 
     def begin_write(self, con: sqlite3.Connection) -> None:
         con.execute("BEGIN IMMEDIATE")  # the write lock now: one writer at a time
@@ -237,9 +274,8 @@ class _SQLite(_Backend):
 
 
 class _Postgres(_Backend):
-    """One connection per process and thread, made on first use and remade when lost."""
-
     def __init__(self, url: str, timeout_s: float) -> None:
+        super().__init__()
         try:
             import psycopg
         except ImportError:
@@ -250,9 +286,8 @@ class _Postgres(_Backend):
         self.url = url
         self.timeout_s = timeout_s
         self.label = masked_url(url)
-        self._local = threading.local()
 
-    def _connect(self) -> Any:
+    def _open_connection(self) -> Any:
         psycopg = self._psycopg
         try:
             return psycopg.connect(
@@ -268,22 +303,8 @@ class _Postgres(_Backend):
                 f"cannot reach the run store {self.label}: {text}"
             ) from None
 
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            # a connection inherited through fork belongs to the parent: never use or close it
-            # here (closing it would end the parent's session)
-            _INHERITED.append(getattr(local, "con", None))
-            local.con, local.pid = None, os.getpid()
-        if local.con is None or local.con.closed:
-            local.con = self._connect()
-        try:
-            yield local.con
-        except Exception:
-            if local.con is not None and (local.con.broken or local.con.closed):
-                local.con = None  # lost: the retry opens a new one
-            raise
+    def _broken(self, con: Any) -> bool:
+        return bool(con.broken or con.closed)
 
     def begin_write(self, con: Any) -> None:
         con.execute("BEGIN")
@@ -336,7 +357,7 @@ class StoreUnavailableError(InputError):
     """The store's server could not be reached (after the retries, the user's problem)."""
 
 
-#: PostgreSQL connections a forked child inherited: kept alive, never closed, never used
+#: connections a forked child inherited: kept alive, never closed, never used
 _INHERITED: list[Any] = []
 
 
@@ -399,6 +420,16 @@ class RunStore:
 
     def __repr__(self) -> str:
         return f"RunStore({self._backend.label!r})"
+
+    def close(self) -> None:
+        """Close this thread's connection (a later call opens a new one)."""
+        self._backend.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def backend(self) -> str:
@@ -859,11 +890,16 @@ _INTEGER_COLUMNS = frozenset({"step", "seed"})
 
 def _plain_rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     """Rows of ``frame`` as tuples of Python values for the drivers; gaps become ``None``."""
-    columns = []
-    for name in frame.columns:
-        values = frame[name].astype(object).where(frame[name].notna(), None).tolist()
-        values = [v.item() if isinstance(v, np.generic) else v for v in values]
-        if name in _INTEGER_COLUMNS:
-            values = [None if v is None else int(v) for v in values]
-        columns.append(values)
-    return list(zip(*columns, strict=True))
+    integer = [c in _INTEGER_COLUMNS for c in frame.columns]
+    rows = []
+    for row in frame.itertuples(index=False, name=None):
+        values: list[Any] = []
+        for value, whole in zip(row, integer, strict=True):
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                values.append(None)
+            elif isinstance(value, np.generic):
+                values.append(int(value) if whole else value.item())
+            else:
+                values.append(int(value) if whole else value)
+        rows.append(tuple(values))
+    return rows

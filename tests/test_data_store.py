@@ -234,10 +234,9 @@ def test_last_rows_and_status_land_together(store_location: str) -> None:
     assert store.observations().empty  # nothing of a rejected write lands
     store.add_observations(curve("r1", range(1, 3)), status="finished")
     assert store.get_run("r1")["status"] == "finished"
-    assert not store.set_status("r1", "interrupted", only_if="running")
-    assert store.set_status("r1", "interrupted", only_if="finished")
-    with pytest.raises(InputError, match="no run 'r9'"):
-        store.set_status("r9", "interrupted", only_if="running")
+    store.add_run("r2", {})
+    assert store.replace_status(["r1", "r2", "r9"], "running", "interrupted") == ["r2"]
+    assert store.runs()["status"].tolist() == ["finished", "interrupted"]
 
 
 def test_copy_moves_a_store_between_backends_bit_for_bit(tmp_path: Path, postgres_url: str) -> None:

@@ -142,6 +142,13 @@ def test_sweep_command_rejects_a_bad_executor_with_exit_2(tmp_path: Path) -> Non
     assert "unknown executor 'pbs'" in result.stderr
 
 
+def test_study_takes_an_executor_and_checks_it_before_training(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["study", f"--out={tmp_path}", "--executor", "pbs"])
+    assert result.exit_code == 2
+    assert "unknown executor 'pbs'" in result.stderr
+    assert not list((tmp_path / "checkpoints").glob("*/checkpoint.pt"))
+
+
 def test_packing_balances_costs_across_jobs(tmp_path: Path) -> None:
     configs = spec(tokens=[4096, 8192, 16384, 32768], seeds=[0, 1]).configs(
         out_dir=tmp_path, store=tmp_path / "s.sqlite"

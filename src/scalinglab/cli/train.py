@@ -261,6 +261,7 @@ def sweep_command(
             "corrupt it on a network filesystem; use --store postgresql://user@host/db",
             highlight=False,
             markup=False,
+            soft_wrap=True,
         )
     result = run_sweep(sweep, store=store_path, out_dir=out, executor=runner, on_run=report)
     rows = summarize(result.runs)

@@ -579,22 +579,8 @@ class RunStore:
             )
         )
 
-    def set_status(self, run_id: str, status: str, *, only_if: str | None = None) -> bool:
+    def set_status(self, run_id: str, status: str) -> None:
         """Set a run's status (one of :data:`STATUSES`).
-
-        Parameters
-        ----------
-        run_id
-            The run.
-        status
-            Its new status.
-        only_if
-            Change it only if the run has this status now (checked in the same transaction).
-
-        Returns
-        -------
-        bool
-            Whether the status was changed (always true without ``only_if``).
 
         Raises
         ------
@@ -602,21 +588,49 @@ class RunStore:
             If the store has no such run.
         """
         self._check_status(status)
-        sql = "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?"
-        params: tuple[Any, ...] = (status, _now(), run_id)
-        if only_if is not None:
-            sql += " AND status = ?"
-            params += (only_if,)
-        changed = self._write(lambda con: self._backend.execute(con, sql, params))
-        if not changed and (only_if is None or not self._has_run(run_id)):
-            raise self._unknown_run(run_id)
-        return bool(changed)
-
-    def _has_run(self, run_id: str) -> bool:
-        rows = self._retry(
-            lambda con: self._backend.query(con, "SELECT 1 FROM runs WHERE run_id = ?", (run_id,))
+        changed = self._write(
+            lambda con: self._backend.execute(
+                con,
+                "UPDATE runs SET status = ?, updated_at = ? WHERE run_id = ?",
+                (status, _now(), run_id),
+            )
         )
-        return not rows.empty
+        if not changed:
+            raise self._unknown_run(run_id)
+
+    def replace_status(self, run_ids: Sequence[str], old: str, new: str) -> list[str]:
+        """Set ``new`` on those of ``run_ids`` whose status is ``old``, in one transaction.
+
+        For a sweep whose runs died without a word: ``replace_status(ids, "running",
+        "interrupted")``. Runs the store lacks, or in another status, are left alone.
+
+        Returns
+        -------
+        list of str
+            The runs changed.
+        """
+        self._check_status(old)
+        self._check_status(new)
+        ids = [str(r) for r in run_ids]
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+
+        def work(con: Any) -> list[str]:
+            found = self._backend.query(
+                con,
+                f"SELECT run_id FROM runs WHERE status = ? AND run_id IN ({marks})",
+                [old, *ids],
+            )["run_id"].tolist()
+            self._backend.execute(
+                con,
+                f"UPDATE runs SET status = ?, updated_at = ? WHERE status = ? "
+                f"AND run_id IN ({marks})",
+                [new, _now(), old, *ids],
+            )
+            return [str(r) for r in found]
+
+        return self._write(work)
 
     def runs(self) -> pd.DataFrame:
         """All runs with their number of observations and last step/tokens.

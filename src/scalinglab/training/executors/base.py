@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from scalinglab.errors import InputError
 from scalinglab.training.config import TrainConfig
 
 
@@ -139,22 +138,28 @@ def finished_runs(store: str | None) -> dict[str, dict[str, float]]:
 def settle(configs: Iterable[TrainConfig], error: str) -> list[RunOutcome]:
     """Outcomes of runs whose process ended without reporting (killed, cancelled, lost).
 
-    A run the store marks finished did finish (its report was lost); any other run still
-    marked ``running`` is marked ``interrupted`` (it resumes from its checkpoint when the
-    sweep is run again), and its outcome says why.
+    The store decides: a run it marks finished did finish (only its report was lost), one it
+    marks failed failed; any other is marked ``interrupted`` (running the sweep again resumes
+    it from its checkpoint), and its outcome carries ``error``, why it stopped.
     """
+    from scalinglab.data import RunStore
+
     configs = list(configs)
-    stores = {c.store for c in configs}
     finals: dict[str, dict[str, float]] = {}
-    for store in stores:
+    statuses: dict[str, str] = {}
+    for store in {c.store for c in configs if c.store is not None}:
         finals.update(finished_runs(store))
+        runs = RunStore(store).runs()
+        statuses.update(zip(runs["run_id"].astype(str), runs["status"].astype(str), strict=True))
     outcomes = []
     for config in configs:
         if config.name in finals:
             outcomes.append(RunOutcome(config.name, "finished", final_loss=finals[config.name]))
-            continue
-        mark_interrupted([config])
-        outcomes.append(RunOutcome(config.name, "interrupted", error=error))
+        elif statuses.get(config.name) == "failed":
+            outcomes.append(RunOutcome(config.name, "failed", error=error))
+        else:
+            mark_interrupted([config])
+            outcomes.append(RunOutcome(config.name, "interrupted", error=error))
     return outcomes
 
 
@@ -166,10 +171,9 @@ def mark_interrupted(configs: Iterable[TrainConfig]) -> None:
     """
     from scalinglab.data import RunStore
 
+    by_store: dict[str, list[str]] = {}
     for config in configs:
-        if config.store is None:
-            continue
-        try:
-            RunStore(config.store).set_status(config.name, "interrupted", only_if="running")
-        except InputError:
-            pass  # never started: nothing to mark
+        if config.store is not None:
+            by_store.setdefault(config.store, []).append(config.name)
+    for store, run_ids in by_store.items():
+        RunStore(store).replace_status(run_ids, "running", "interrupted")

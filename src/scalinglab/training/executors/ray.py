@@ -12,6 +12,8 @@ Ctrl-C (the store marks them ``interrupted``), the queued ones never start.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,12 +135,18 @@ class RayExecutor(Executor):
         started = not ray.is_initialized()
         if started:
             env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
+            main = threading.current_thread() is threading.main_thread()
+            on_sigterm = signal.getsignal(signal.SIGTERM) if main else None
             ray.init(
                 address=self.settings.address,
                 runtime_env={"env_vars": env} if env else None,
                 include_dashboard=False,
                 log_to_driver=False,
             )
+            if main:
+                # Ray's own handler kills the cluster at once: keep SIGTERM acting as Ctrl-C,
+                # so that the runs are stopped and marked first
+                signal.signal(signal.SIGTERM, on_sigterm)
         s = self.settings
         task = ray.remote(_ray_task).options(
             num_cpus=s.cpus_per_run or self.threads,
@@ -157,10 +165,12 @@ class RayExecutor(Executor):
         except BaseException:
             # not force: a running task gets a KeyboardInterrupt, so its run is marked
             # interrupted by the trainer; a queued one is dropped
-            for ref in pending:
-                ray.cancel(ref, force=False)
-            ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_S)
-            mark_interrupted(pending.values())
+            try:
+                for ref in pending:
+                    ray.cancel(ref, force=False)
+                ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_S)
+            finally:
+                mark_interrupted(pending.values())
             raise
         finally:
             if started:

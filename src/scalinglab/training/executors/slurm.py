@@ -7,7 +7,7 @@ One job array per sweep (``map_array``): each array task trains one run, or a gr
 (``max_array_size``; Slurm's ``MaxArraySize`` defaults to 1001) is split into several arrays.
 
 Preemption and time limits follow submitit's checkpointing protocol: Slurm signals the job
-(USR2) before stopping it; submitit calls :meth:`RunGroup.checkpoint`, requeues the job and
+(USR2) before stopping it; submitit calls :meth:`GroupRunner.checkpoint`, requeues the job and
 exits, which interrupts the run in progress (the store marks it ``interrupted``). The
 requeued job skips the runs the store marks finished and resumes the others from their
 checkpoints. A job that dies without a word (killed, node lost) leaves its runs marked
@@ -353,11 +353,13 @@ class SlurmExecutor(Executor):
                 if pending:
                     time.sleep(self.settings.poll_s)
         except BaseException:
-            for job, _ in pending.values():
-                job.cancel(check=False)
-            # a cancelled job may be killed before its run can say so: say it for them
-            time.sleep(min(self.settings.poll_s, 5.0))
-            mark_interrupted(c for _, group in pending.values() for c in group)
+            try:
+                for job, _ in pending.values():
+                    job.cancel(check=False)
+                time.sleep(min(self.settings.poll_s, 5.0))  # let the runs record it themselves
+            finally:
+                # a cancelled job may be killed before its run can say so: say it for them
+                mark_interrupted(c for _, group in pending.values() for c in group)
             raise
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,10 @@ def postgres_server() -> Iterator[PostgresServer]:
         import psycopg  # noqa: F401
     except ImportError:
         pytest.skip("psycopg is not installed: pip install 'scalinglab[postgres]'")
-    server = PostgresServer(binaries)
+    try:
+        server = PostgresServer(binaries)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+        pytest.skip(f"a throwaway PostgreSQL server did not start: {err}")
     yield server
     server.stop()
 

@@ -264,7 +264,7 @@ def test_copy_moves_a_store_between_backends_bit_for_bit(tmp_path: Path, postgre
 
 
 def test_every_reader_takes_a_postgresql_url(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes, budgets = (1e7, 3e7, 1e8), (1e9, 3e9, 1e10)
     rows = [
@@ -282,6 +282,11 @@ def test_every_reader_takes_a_postgresql_url(
     assert len(load_observations(Path(postgres_url))) == 9
     fitted = CliRunner().invoke(app, ["fit", postgres_url, "--law", "chinchilla", "--json"])
     assert fitted.exit_code == 0, fitted.output
+    report = CliRunner().invoke(
+        app, ["report", postgres_url, f"--out={tmp_path / 'report'}", "--bootstrap=0", "--json"]
+    )
+    assert report.exit_code == 0, report.output
+    assert "postgresql://" in (tmp_path / "report" / "report.md").read_text()
     monkeypatch.setenv("SCALINGLAB_STORE", postgres_url)
     listed = CliRunner().invoke(app, ["runs", "list", "--json"])
     assert listed.exit_code == 0, listed.output

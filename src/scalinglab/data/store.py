@@ -185,7 +185,8 @@ class _Backend(ABC):
         if getattr(local, "pid", None) != os.getpid():
             # a connection inherited through fork belongs to the parent: never use or close it
             # here (closing would end the parent's PostgreSQL session, or checkpoint its WAL)
-            _INHERITED.append(getattr(local, "con", None))
+            if getattr(local, "con", None) is not None:
+                _INHERITED.append(local.con)
             local.con, local.pid = None, os.getpid()
         if local.con is None:
             local.con = self._open_connection()
@@ -198,7 +199,7 @@ class _Backend(ABC):
 
     @abstractmethod
     def begin_write(self, con: Any) -> None:
-        """Open a write transaction (holding the schema lock when ``schema`` is set)."""
+        """Open a write transaction."""
 
     @abstractmethod
     def lock_schema(self, con: Any) -> None:

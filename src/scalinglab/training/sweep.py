@@ -1,10 +1,11 @@
-"""Sweeps: model sizes × budgets × schedules × optimizers × seeds, run by worker processes.
+"""Sweeps: model sizes × budgets × schedules × optimizers × seeds, run by an executor.
 
 A sweep spec is a TOML file (or a preset from :mod:`scalinglab.training.presets`)::
 
     name = "my-sweep"
-    workers = 2              # parallel worker processes
-    threads = 1              # torch threads per worker
+    executor = "local"       # where runs train: local (default), slurm or ray
+    workers = 2              # parallel worker processes of the local executor
+    threads = 1              # torch threads per run
     seeds = [0, 1]
     optimizers = ["adamw", "mars-adamw"]
     tokens = [262144, 1048576]   # token budgets; or
@@ -24,9 +25,8 @@ A sweep spec is a TOML file (or a preset from :mod:`scalinglab.training.presets`
     [optimizer_kwargs]       # optional, per optimizer
     mars-adamw = { gamma = 0.025 }
 
-    executor = "local"       # optional (top level): local, slurm or ray; see
-    [slurm]                  # scalinglab.training.executors for the [slurm] and [ray] tables
-    partition = "gpu"
+    [slurm]                  # optional: the slurm executor's settings (and [ray], the ray
+    partition = "gpu"        # executor's); see scalinglab.training.executors
 
 Each run is named ``<sweep>-<model>-<budget>-<schedule>-<optimizer>-s<seed>`` and belongs to
 the family ``<sweep>-<schedule>-<optimizer>`` (runs that differ only in scale). Everything is

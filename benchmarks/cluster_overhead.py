@@ -42,36 +42,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
+from tests.test_executors import SPEC as EXECUTOR_TEST_SPEC  # noqa: E402
+
 from _common import record  # noqa: E402
 
-SPEC = """
-name = "bench"
-workers = 2
-threads = 1
-seeds = [0, 1]
-tokens = [4096, 8192]
-
-[base]
-context = 16
-batch_size = 4
-train_data = "python-docs"
-eval_data = ["python-docs"]
-eval_tokens = 256
-eval_log_points = 1
-device = "cpu"
-
-[models]
-a = { d_model = 8, layers = 1, heads = 2 }
-b = { d_model = 16, layers = 1, heads = 2 }
-
-[schedules]
-wsd = "wsd:peak=1e-2,warmup=0.1,decay=0.2,final=1e-3"
-
-[slurm]
-cluster = "local"
-poll_s = 0.2
-time = 30
-"""
+#: the executor tests' 4-run sweep (2 sizes x 2 budgets), with 2 seeds: 8 runs
+SPEC = {**tomllib.loads(EXECUTOR_TEST_SPEC), "name": "bench", "seeds": [0, 1]}
+SPEC["slurm"] = {**SPEC["slurm"], "time": 30}
 CHECKPOINTS = 500
 
 
@@ -79,7 +56,7 @@ def _sweep(executor: str, base: Path) -> tuple[float, dict[str, dict[str, float]
     """Wall seconds of the 8-run sweep on ``executor``, and its final losses."""
     from scalinglab.training.sweep import SweepSpec, run_sweep
 
-    spec = SweepSpec.from_dict(tomllib.loads(SPEC), source="bench.toml")
+    spec = SweepSpec.from_dict(SPEC, source="bench.toml")
     folder = base / executor
     shutil.rmtree(folder, ignore_errors=True)
     tick = time.perf_counter()

@@ -454,7 +454,8 @@ def test_writer_killed_mid_run_keeps_its_commits_and_resumes_bit_exact(
 
     resumed = train(config)
     straight = train(config.replace(run_id="straight", out_dir=str(tmp_path / "s")))
-    assert resumed.resumed_from is not None and resumed.resumed_from >= 100
+    # its last checkpoint: the kill may land between step 100's rows and its checkpoint
+    assert resumed.resumed_from is not None and resumed.resumed_from >= 80
     assert resumed.final_loss == straight.final_loss  # bit for bit on CPU
     curves = {
         run: store.observations(run_ids=run)[key].reset_index(drop=True)

@@ -28,30 +28,14 @@ from scalinglab.training.executors import make_executor
 from scalinglab.training.executors.ray import RaySettings
 from scalinglab.training.executors.slurm import SlurmExecutor, pack, slurm_minutes
 from scalinglab.training.sweep import SweepResult, SweepSpec, run_sweep
+from tests.test_training_sweep import SPEC as SWEEP_SPEC
 
 #: 4 runs of 64 and 128 steps: long enough to be stopped mid-run, a few seconds each
-SPEC = """
-name = "x"
-workers = 2
-threads = 1
-tokens = [4096, 8192]
-
-[base]
-context = 16
-batch_size = 4
-train_data = "python-docs"
-eval_data = ["python-docs"]
-eval_tokens = 256
-eval_log_points = 1
-device = "cpu"
-
-[models]
-a = { d_model = 8, layers = 1, heads = 2 }
-b = { d_model = 16, layers = 1, heads = 2 }
-
-[schedules]
-wsd = "wsd:peak=1e-2,warmup=0.1,decay=0.2,final=1e-3"
-
+SPEC = (
+    SWEEP_SPEC.replace('name = "t"', 'name = "x"').replace(
+        "tokens = [1024, 2048]", "tokens = [4096, 8192]"
+    )
+    + """
 [slurm]
 cluster = "local"
 poll_s = 0.2
@@ -60,6 +44,7 @@ time = 10
 [ray]
 max_retries = 2
 """
+)
 
 
 def spec(**changes: Any) -> SweepSpec:

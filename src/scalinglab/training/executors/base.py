@@ -13,10 +13,11 @@ import os
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from scalinglab.errors import SpecError
 from scalinglab.training.config import TrainConfig
 
 
@@ -71,6 +72,55 @@ class Executor(ABC):
             When interrupted (Ctrl-C, SIGTERM), after the runs in progress were stopped and
             marked ``interrupted``, and no further run was started.
         """
+
+
+class SettingsTable:
+    """One TOML table of executor settings (``[slurm]``, ``[ray]``), read key by key.
+
+    Every mistake is a :class:`SpecError` naming the file, the table and the key.
+    """
+
+    def __init__(self, data: Mapping[str, Any], known: Iterable[str], where: str) -> None:
+        self.data, self.where = data, where
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise SpecError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+
+    def _fail(self, key: str, what: str) -> SpecError:
+        return SpecError(f"{self.where}.{key} must be {what}, got {self.data[key]!r}")
+
+    def text(self, key: str) -> str | None:
+        """A non-empty string, or ``None`` when absent."""
+        value = self.data.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise self._fail(key, "a non-empty string")
+        return value
+
+    def integer(self, key: str, least: int) -> int | None:
+        """An integer ``>= least``, or ``None`` when absent."""
+        value = self.data.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < least
+        ):
+            raise self._fail(key, f"an integer >= {least}")
+        return value
+
+    def number(self, key: str, *, zero: bool = False) -> float | None:
+        """A positive number (or non-negative with ``zero``), or ``None`` when absent."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or value < 0 or (value == 0 and not zero):
+            raise self._fail(key, "a non-negative number" if zero else "a positive number")
+        return float(value)
+
+
+def present(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the settings a table left out (``None``): those keep defaults."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def job_label(kind: str, job_id: str | None = None) -> str:

@@ -24,9 +24,11 @@ from scalinglab.training.executors.base import (
     Executor,
     OnOutcome,
     RunOutcome,
+    SettingsTable,
     execute_run,
     job_label,
     mark_interrupted,
+    present,
     settle,
 )
 
@@ -67,32 +69,15 @@ class RaySettings:
         SpecError
             An unknown key or a value of the wrong kind, naming the key.
         """
-        where = f"{source}: ray"
-        unknown = sorted(set(data) - _KEYS)
-        if unknown:
-            raise SpecError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}"
-            )
-        values: dict[str, Any] = {}
-        if "address" in data:
-            if not isinstance(data["address"], str) or not data["address"]:
-                raise SpecError(f"{where}.address must be a non-empty string")
-            values["address"] = data["address"]
-        for key, positive in (("cpus_per_run", True), ("gpus_per_run", False)):
-            if key in data:
-                value = data[key]
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-                if not ok or value < 0 or (positive and value == 0):
-                    raise SpecError(
-                        f"{where}.{key} must be a {'positive' if positive else 'non-negative'} "
-                        f"number, got {value!r}"
-                    )
-                values[key] = float(value)
-        if "max_retries" in data:
-            value = data["max_retries"]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SpecError(f"{where}.max_retries must be an integer >= 0, got {value!r}")
-            values["max_retries"] = value
+        table = SettingsTable(data, _KEYS, f"{source}: ray")
+        values = present(
+            {
+                "address": table.text("address"),
+                "cpus_per_run": table.number("cpus_per_run"),
+                "gpus_per_run": table.number("gpus_per_run", zero=True),
+                "max_retries": table.integer("max_retries", 0),
+            }
+        )
         return cls(**values)
 
 

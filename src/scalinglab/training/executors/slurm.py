@@ -32,10 +32,12 @@ from scalinglab.training.executors.base import (
     Executor,
     OnOutcome,
     RunOutcome,
+    SettingsTable,
     execute_run,
     finished_runs,
     job_label,
     mark_interrupted,
+    present,
     settle,
 )
 
@@ -44,6 +46,11 @@ _KEYS = {
     "array_parallelism", "max_array_size", "runs_per_job", "workers_per_job", "folder",
     "setup", "additional", "max_timeouts", "cluster", "poll_s",
 }  # fmt: skip
+#: integer settings and their least value
+_INTEGER_KEYS = (
+    ("gpus_per_task", 0), ("cpus_per_task", 1), ("array_parallelism", 1), ("max_array_size", 1),
+    ("runs_per_job", 1), ("workers_per_job", 1), ("max_timeouts", 0),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -114,35 +121,14 @@ class SlurmSettings:
             An unknown key or a value of the wrong kind, naming the key.
         """
         where = f"{source}: slurm"
-        unknown = sorted(set(data) - _KEYS)
-        if unknown:
-            raise SpecError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_KEYS))}"
-            )
-        values: dict[str, Any] = {}
-        for key in ("partition", "account", "qos", "folder"):
-            if key in data:
-                if not isinstance(data[key], str) or not data[key]:
-                    raise SpecError(f"{where}.{key} must be a non-empty string")
-                values[key] = data[key]
+        table = SettingsTable(data, _KEYS, where)
+        values = present(
+            {key: table.text(key) for key in ("partition", "account", "qos", "folder")}
+        )
         if "time" in data:
             values["time_min"] = slurm_minutes(data["time"], f"{where}.time")
-        for key, least in (
-            ("gpus_per_task", 0), ("cpus_per_task", 1), ("array_parallelism", 1),
-            ("max_array_size", 1), ("runs_per_job", 1), ("workers_per_job", 1),
-            ("max_timeouts", 0),
-        ):  # fmt: skip
-            if key in data:
-                value = data[key]
-                if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                    raise SpecError(f"{where}.{key} must be an integer >= {least}, got {value!r}")
-                values[key] = value
-        for key in ("mem_gb", "poll_s"):
-            if key in data:
-                value = data[key]
-                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                    raise SpecError(f"{where}.{key} must be a positive number, got {value!r}")
-                values[key] = float(value)
+        values |= present({key: table.integer(key, least) for key, least in _INTEGER_KEYS})
+        values |= present({key: table.number(key) for key in ("mem_gb", "poll_s")})
         if "setup" in data:
             setup = data["setup"]
             if not isinstance(setup, list) or not all(isinstance(s, str) for s in setup):
@@ -152,12 +138,9 @@ class SlurmSettings:
             if not isinstance(data["additional"], Mapping):
                 raise SpecError(f"{where}.additional must be a table of sbatch options")
             values["additional"] = dict(data["additional"])
-        if "cluster" in data:
-            if data["cluster"] not in ("slurm", "local"):
-                raise SpecError(
-                    f"{where}.cluster must be 'slurm' or 'local', got {data['cluster']!r}"
-                )
-            values["cluster"] = data["cluster"]
+        if data.get("cluster", "slurm") not in ("slurm", "local"):
+            raise SpecError(f"{where}.cluster must be 'slurm' or 'local', got {data['cluster']!r}")
+        values |= present({"cluster": data.get("cluster")})
         return cls(**values)
 
 

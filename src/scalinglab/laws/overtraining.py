@@ -39,14 +39,19 @@ _ETA_GRID = tuple(np.round(np.arange(0.02, 0.62, 0.04), 2))
 def overtraining_features(observations: pd.DataFrame) -> dict[str, FloatArray]:
     """``flops`` and ``multiplier`` (M = D/N) from an Observations table.
 
-    ``multiplier`` is the table's own column when it has one, else ``tokens / params``.
+    Each is the table's own column when it has one, else ``6·params·tokens`` and
+    ``tokens / params``.
     """
-    if "flops" not in observations.columns:
+    columns = set(observations.columns)
+    if "flops" in columns:
+        flops = observations["flops"].to_numpy(dtype=float)
+    elif {"params", "tokens"} <= columns:
+        flops = 6.0 * (observations["params"] * observations["tokens"]).to_numpy(dtype=float)
+    else:
         raise InputError(
             "the over-training laws need a 'flops' column (or params and tokens: "
             f"C = 6·N·D); the table has {', '.join(map(str, observations.columns))}"
         )
-    flops = observations["flops"].to_numpy(dtype=float)
     if MULTIPLIER in observations.columns:
         multiplier = observations[MULTIPLIER].to_numpy(dtype=float)
     elif {"params", "tokens"} <= set(observations.columns):

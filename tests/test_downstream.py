@@ -139,6 +139,9 @@ def test_bad_long_tables_are_named(tmp_path: Path) -> None:
             load_downstream(path, runs=runs, loss="loss")
     with pytest.raises(InputError, match="no task"):
         load_downstream(tmp_path / "long.csv", runs=runs, loss="loss", tasks=["nope"])
+    # an average is never computed from part of its tasks
+    part = load_downstream(tmp_path / "long.csv", runs=runs, loss="loss", tasks=["clean"])
+    assert part.averages == {} and "average 'pair' left out" in part.notes[0]
     with pytest.raises(InputError, match="names task"):
         load_downstream(tmp_path / "long.csv", runs=runs, loss="loss", averages={"x": ["nope"]})
 

@@ -450,6 +450,7 @@ def backtest_command(
             {
                 "train": result.train,
                 "test": result.test,
+                "notes": table.notes,
                 "loss_are": loss_are,
                 "targets": rows,
                 "forecasts": _records(result.forecasts),
@@ -462,6 +463,8 @@ def backtest_command(
         highlight=False,
     )
     print_table(rows, title=f"downstream backtest ({table.source})")
+    for note in table.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
 def _split(

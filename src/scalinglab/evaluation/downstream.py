@@ -422,7 +422,7 @@ def fit_downstream(
             source=table.source,
         )
     runs = table.runs
-    warnings: list[str] = []
+    warnings: list[str] = list(table.notes)
     noise: dict[str, Any] = {}
     loss_fit = None
     chosen: list[dict[str, Any]] = []

@@ -79,6 +79,8 @@ class DownstreamTable:
         The user's name of the validation loss.
     source
         Where the table came from (file name), for messages.
+    notes
+        What reading left out and why (an average whose tasks were not all chosen).
     """
 
     runs: pd.DataFrame
@@ -88,6 +90,7 @@ class DownstreamTable:
     averages: dict[str, tuple[str, ...]] = field(default_factory=dict)
     loss_column: str = "loss"
     source: str = "<DataFrame>"
+    notes: list[str] = field(default_factory=list)
 
     @property
     def tasks(self) -> list[str]:
@@ -150,6 +153,7 @@ class DownstreamTable:
             averages=dict(self.averages),
             loss_column=self.loss_column,
             source=self.source,
+            notes=list(self.notes),
         )
 
     def summary(self) -> dict[str, object]:
@@ -161,6 +165,7 @@ class DownstreamTable:
             "averages": {k: list(v) for k, v in self.averages.items()},
             "loss_column": self.loss_column,
             "has_compute": self.has_compute,
+            "notes": list(self.notes),
         }
 
 
@@ -239,9 +244,15 @@ def load_downstream(
         run_frame, run_source = frame, name
     run_table = _check_runs(run_frame, loss, run_source)
     if long:
-        errors, chance_acc, examples, groups = _long_errors(frame, name, tasks, metric)
+        parsed = _long_errors(frame, name, tasks, metric)
     else:
-        errors, chance_acc, examples, groups = _wide_errors(frame, loss, name, tasks, metric)
+        parsed = _wide_errors(frame, loss, name, tasks, metric)
+    errors, chance_acc, examples, groups = (
+        parsed.errors,
+        parsed.chance,
+        parsed.examples,
+        parsed.groups,
+    )
     unknown = [r for r in errors.index if r not in run_table.index]
     if unknown:
         raise InputError(
@@ -277,6 +288,7 @@ def load_downstream(
         averages=groups,
         loss_column=loss,
         source=name,
+        notes=parsed.notes,
     )
     if table.errors.shape[1] == 0:
         raise InputError("no task columns found; name them with tasks=", source=name)
@@ -284,6 +296,17 @@ def load_downstream(
 
 
 # -- reading --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Parsed:
+    """Errors and per-task facts read from the evaluations."""
+
+    errors: pd.DataFrame
+    chance: dict[str, float | None]
+    examples: dict[str, float | None]
+    groups: dict[str, tuple[str, ...]]
+    notes: list[str]
 
 
 def _read(data: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -458,9 +481,7 @@ def _check_unit_interval(
 
 def _wide_errors(
     frame: pd.DataFrame, loss: str, source: str, tasks: Sequence[str] | None, metric: Metric
-) -> tuple[
-    pd.DataFrame, dict[str, float | None], dict[str, float | None], dict[str, tuple[str, ...]]
-]:
+) -> _Parsed:
     known = {*RUN_COLUMNS, loss, "source_row"}
     if tasks is None:
         chosen = [str(c) for c in frame.columns if c not in known]
@@ -479,7 +500,8 @@ def _wide_errors(
         _check_unit_interval(values, frame, task, source, metric)
         errors[task] = _as_error(values, metric)
     out = pd.DataFrame(errors, index=pd.Index(frame["run_id"].astype(str), name="run_id"))
-    return out, {t: None for t in chosen}, {t: None for t in chosen}, {}
+    unknown: dict[str, float | None] = {t: None for t in chosen}
+    return _Parsed(out, unknown, dict(unknown), {}, [])
 
 
 def _per_task(frame: pd.DataFrame, col: str, source: str) -> dict[str, float | None]:
@@ -503,9 +525,7 @@ def _per_task(frame: pd.DataFrame, col: str, source: str) -> dict[str, float | N
 
 def _long_errors(
     frame: pd.DataFrame, source: str, tasks: Sequence[str] | None, metric: Metric
-) -> tuple[
-    pd.DataFrame, dict[str, float | None], dict[str, float | None], dict[str, tuple[str, ...]]
-]:
+) -> _Parsed:
     if "run_id" not in frame.columns:
         raise InputError("a long table needs a 'run_id' column", source=source)
     task = frame["task"]
@@ -516,6 +536,23 @@ def _long_errors(
             "empty task name", source=source, row=int(frame["source_row"].iloc[i]), column="task"
         )
     frame = frame.assign(task=task.astype(str), run_id=frame["run_id"].astype(str))
+    groups: dict[str, tuple[str, ...]] = {}
+    for col in frame.columns:
+        if isinstance(col, str) and col.startswith(GROUP_PREFIX) and len(col) > len(GROUP_PREFIX):
+            flags = frame[col].map(_flag)
+            if flags.isna().any():
+                i = int(np.flatnonzero(flags.isna().to_numpy())[0])
+                raise InputError(
+                    "a group flag must be true or false",
+                    source=source,
+                    row=int(frame["source_row"].iloc[i]),
+                    column=col,
+                    value=frame[col].iloc[i],
+                )
+            members = frame.loc[flags.astype(bool), "task"]
+            if not members.empty:
+                groups[col[len(GROUP_PREFIX) :]] = tuple(dict.fromkeys(members))
+    notes: list[str] = []
     if tasks is not None:
         known = set(frame["task"])
         absent = [t for t in tasks if t not in known]
@@ -526,6 +563,14 @@ def _long_errors(
                 source=source,
             )
         frame = frame[frame["task"].isin(list(tasks))]
+        for group, group_tasks in list(groups.items()):
+            kept = [t for t in group_tasks if t in tasks]
+            if len(kept) < len(group_tasks):
+                del groups[group]
+                notes.append(
+                    f"average '{group}' left out: the chosen tasks include {len(kept)} of its "
+                    f"{len(group_tasks)}"
+                )
     values = _numbers(frame, "value", source)
     missing = np.isnan(values)
     if missing.any():
@@ -568,23 +613,7 @@ def _long_errors(
             )
     examples_col = next((c for c in EXAMPLES_COLUMNS if c in frame.columns), None)
     examples = _per_task(frame, examples_col, source) if examples_col else dict(unknown)
-    groups: dict[str, tuple[str, ...]] = {}
-    for col in frame.columns:
-        if isinstance(col, str) and col.startswith(GROUP_PREFIX) and len(col) > len(GROUP_PREFIX):
-            flags = frame[col].map(_flag)
-            if flags.isna().any():
-                i = int(np.flatnonzero(flags.isna().to_numpy())[0])
-                raise InputError(
-                    "a group flag must be true or false",
-                    source=source,
-                    row=int(frame["source_row"].iloc[i]),
-                    column=col,
-                    value=frame[col].iloc[i],
-                )
-            members = frame.loc[flags.astype(bool), "task"]
-            if not members.empty:
-                groups[col[len(GROUP_PREFIX) :]] = tuple(dict.fromkeys(members))
-    return errors, chance, examples, groups
+    return _Parsed(errors, chance, examples, groups, notes)
 
 
 def _flag(value: object) -> bool | None:

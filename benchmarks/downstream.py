@@ -170,6 +170,30 @@ def paper_runs(runs: pd.DataFrame, split: Split) -> np.ndarray:
     return pick.to_numpy() & fitted
 
 
+def peer_forecasts(
+    table: DownstreamTable, split: Split, target_ids: list[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The peer's two steps on both choices of runs: name → (loss, 17-task error) forecasts."""
+    runs = table.runs
+    held = runs.loc[target_ids]
+    out = {}
+    for name, pick in (("same_runs", split.train(runs)), ("paper_runs", paper_runs(runs, split))):
+        rows = runs[pick]
+        popt = gadre_fit_loss(
+            rows["params"].to_numpy(float),
+            rows["multiplier"].to_numpy(float),
+            rows["loss"].to_numpy(float),
+        )
+        loss_hat = gadre_loss_law(
+            (held["params"].to_numpy(float), held["multiplier"].to_numpy(float)), *popt
+        )
+        err_fit = gadre_fit_error(
+            rows["loss"].to_numpy(float), table.error(AVERAGE).loc[rows.index].to_numpy(float)
+        )
+        out[name] = (loss_hat, gadre_error_law(loss_hat, *err_fit))
+    return out
+
+
 # -- measurement ---------------------------------------------------------------------------------
 
 
@@ -214,20 +238,10 @@ def loss_forecasts(corpus: str, loss: str, split: Split) -> dict[str, Any]:
     floor = in_sample.predict(
         {"flops": held["flops"].to_numpy(float), "multiplier": held["multiplier"].to_numpy(float)}
     )
-    peer: dict[str, float] = {}
-    for name, pick in (("same_runs", split.train(runs)), ("paper_runs", paper_runs(runs, split))):
-        rows = runs[pick]
-        popt = gadre_fit_loss(
-            rows["params"].to_numpy(float),
-            rows["multiplier"].to_numpy(float),
-            rows["loss"].to_numpy(float),
-        )
-        peer[name] = are(
-            gadre_loss_law(
-                (held["params"].to_numpy(float), held["multiplier"].to_numpy(float)), *popt
-            ),
-            observed,
-        )
+    peer = {
+        name: are(loss_hat, observed)
+        for name, (loss_hat, _) in peer_forecasts(table, split, target_ids).items()
+    }
     return {
         "corpus": corpus,
         "loss": loss,
@@ -281,23 +295,11 @@ def error_forecasts(corpus: str, split: Split, targets: list[str] | None = None)
     tasks = forecasts[forecasts["selected"] & (forecasts["target"] != AVERAGE)]
     tasks = tasks.assign(abs_error=(tasks["predicted"] - tasks["observed"]).abs())
     held_mae = tasks.groupby("status")["abs_error"].mean().to_dict()
-    peer: dict[str, float] = {}
-    held = runs.loc[target_ids]
     observed = table.error(AVERAGE).loc[target_ids].to_numpy(float)
-    for name, pick in (("same_runs", split.train(runs)), ("paper_runs", paper_runs(runs, split))):
-        rows = runs[pick]
-        popt = gadre_fit_loss(
-            rows["params"].to_numpy(float),
-            rows["multiplier"].to_numpy(float),
-            rows["loss"].to_numpy(float),
-        )
-        loss_hat = gadre_loss_law(
-            (held["params"].to_numpy(float), held["multiplier"].to_numpy(float)), *popt
-        )
-        err_fit = gadre_fit_error(
-            rows["loss"].to_numpy(float), table.error(AVERAGE).loc[rows.index].to_numpy(float)
-        )
-        peer[name] = are(gadre_error_law(loss_hat, *err_fit), observed)
+    peer = {
+        name: are(error_hat, observed)
+        for name, (_, error_hat) in peer_forecasts(table, split, target_ids).items()
+    }
     return {
         "corpus": corpus,
         "loss_law": law,

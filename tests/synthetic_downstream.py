@@ -1,4 +1,5 @@
-"""Synthetic runs with known truth for the over-training and downstream tests.
+"""Synthetic runs with known truth, and a gradient check, for the over-training and
+downstream tests.
 
 25 runs: five sizes (1e7 to 1e9 parameters) at five multipliers (10 to 160 tokens per
 parameter); the loss follows Gadre et al.'s over-training law with 0.2% lognormal scatter.
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.laws import get_law
+from scalinglab.laws.base import Law
 
 LOSS_TRUTH = {"E": 1.9, "a": 60.0, "b": 400.0, "eta": 0.14}
 ERROR_TRUTH = {"epsilon": 0.9, "k": 8.0, "gamma": 1.4}
@@ -65,3 +67,15 @@ def long(seed: int = 0) -> pd.DataFrame:
     rows["num_examples"] = EXAMPLES
     rows["in_pair"] = rows["task"].isin(["clean", "at_chance"])
     return rows
+
+
+def assert_gradients(law: Law, theta: np.ndarray, x: dict[str, np.ndarray]) -> None:
+    """The law's gradient in θ against central finite differences."""
+    _, grad = law.log_predict(theta, x, grad=True)
+    for j in range(theta.shape[1]):
+        step = 1e-6 * theta[:, j]
+        up, down = theta.copy(), theta.copy()
+        up[:, j] += step
+        down[:, j] -= step
+        numeric = (law.log_predict(up, x) - law.log_predict(down, x)) / (2 * step[:, None])
+        np.testing.assert_allclose(grad[:, :, j], numeric, rtol=1e-5, atol=1e-9)

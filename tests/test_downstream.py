@@ -34,15 +34,7 @@ def test_gradients_match_finite_differences(name: str) -> None:
     law = get_law(name)
     rng = np.random.default_rng(1)
     x = {"loss": rng.uniform(2.5, 6.0, 9), "flops": 10 ** rng.uniform(15, 21, 9)}
-    theta = THETA[name]
-    _, grad = law.log_predict(theta, x, grad=True)
-    for j in range(theta.shape[1]):
-        step = 1e-6 * theta[:, j]
-        up, down = theta.copy(), theta.copy()
-        up[:, j] += step
-        down[:, j] -= step
-        numeric = (law.log_predict(up, x) - law.log_predict(down, x)) / (2 * step[:, None])
-        np.testing.assert_allclose(grad[:, :, j], numeric, rtol=1e-5, atol=1e-9)
+    synth.assert_gradients(law, THETA[name], x)
 
 
 @pytest.mark.parametrize(

@@ -42,14 +42,7 @@ def test_gradients_match_finite_differences(name: str) -> None:
         if name == "overtraining"
         else np.array([[1.8, 150.0, 0.3, 300.0, 0.25]])
     )
-    _, grad = law.log_predict(theta, x, grad=True)
-    for j in range(theta.shape[1]):
-        step = 1e-6 * theta[:, j]
-        up, down = theta.copy(), theta.copy()
-        up[:, j] += step
-        down[:, j] -= step
-        numeric = (law.log_predict(up, x) - law.log_predict(down, x)) / (2 * step[:, None])
-        np.testing.assert_allclose(grad[:, :, j], numeric, rtol=1e-5, atol=1e-9)
+    synth.assert_gradients(law, theta, x)
 
 
 def test_overtraining_is_chinchilla_with_tied_exponents() -> None:

@@ -18,7 +18,7 @@ from scalinglab.cli._common import console, fmt, print_json, print_table, user_e
 from scalinglab.cli.compute import parse_assignments, parse_float
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
-from scalinglab.evaluation.downstream import FORMS, DownstreamFit, IntervalKind, fit_downstream
+from scalinglab.evaluation.downstream import FORMS, DownstreamFit, fit_downstream
 from scalinglab.evaluation.downstream_backtest import (
     DownstreamBacktest,
     VerdictRules,
@@ -27,6 +27,7 @@ from scalinglab.evaluation.downstream_backtest import (
 )
 from scalinglab.evaluation.downstream_data import DownstreamTable, Metric, load_downstream
 from scalinglab.fitting import Fit
+from scalinglab.fitting.result import IntervalKind
 from scalinglab.planning.overtraining import inference_optimal, loss_at
 
 downstream_app = typer.Typer(

@@ -14,11 +14,11 @@ larger ones; :mod:`scalinglab.evaluation.downstream_backtest`) to state whether 
 forecastable at all.
 
 :meth:`DownstreamFit.forecast` chains the two steps. Its intervals carry the first step's
-uncertainty into the second: each bootstrap replicate of the loss law gives a loss, which
-the same-numbered replicate of the error law maps to an error. Bootstrap replicates of both
-steps resample the same runs (one seed), so the pairs are draws of the whole two-step
-procedure. A *prediction* interval adds each step's run-to-run scatter (the spread of its
-log residuals about the fit); a *confidence* interval has parameter uncertainty only.
+uncertainty into the second: each bootstrap replicate of the loss law gives losses, which the
+same-numbered replicate of the error law maps to errors. A *prediction* interval adds, at each
+step, the run-to-run noise the engine measured for that fit (``Fit.noise``: a t-distributed
+log offset), widened to the scatter the verdict's backtest saw beyond the fitted runs when
+that was larger; a *confidence* interval has parameter uncertainty only.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from scalinglab.errors import FitError, InputError
 from scalinglab.evaluation.downstream_data import DownstreamTable
 from scalinglab.fitting import Fit, fit_law
 from scalinglab.fitting.objective import LossName
+from scalinglab.fitting.result import PREDICTION_DRAWS, IntervalKind
 from scalinglab.laws import get_law
 from scalinglab.laws.base import FloatArray
 from scalinglab.laws.downstream import LOSS_FEATURE
@@ -49,7 +51,6 @@ if TYPE_CHECKING:
 FORMS: dict[str, str] = {"exp": "error_exp", "sigmoid": "error_sigmoid", "compute": "error_compute"}
 #: laws of the validation loss in (C, M)
 LOSS_LAWS = ("overtraining", "chinchilla_m")
-IntervalKind = Literal["prediction", "confidence"]
 #: minimum multipliers the loss law's cross-validation chooses among (None: every run)
 MIN_MULTIPLIER_CHOICES: tuple[float | None, ...] = (None, 10.0, 20.0)
 #: an error of exactly 0 (every example right) enters the log objective as this share of one
@@ -70,10 +71,10 @@ class DownstreamFit:
         have no sizes (then only loss → error forecasts can be made).
     fits
         Target (task or average) → form (``exp``, ``sigmoid``, ``compute``) → its fit.
-    noise
-        Same keys, plus ``"loss"`` for the loss law: the run-to-run scatter of each fit, the
-        root-mean-square log residual with the fitted parameters' degrees of freedom removed;
-        ``"loss_backtest"``: the loss law's log RMSE beyond the fitted runs, when assessed.
+    loss_backtest_log_rmse
+        The loss law's root-mean-square log error on the runs the verdict's backtest
+        forecast (``None`` when not assessed); prediction intervals of the loss are at least
+        this wide in log scale.
     chance
         Target → chance error (``None`` when unknown).
     averages
@@ -91,13 +92,13 @@ class DownstreamFit:
     loss_column: str
     loss_fit: Fit | None
     fits: dict[str, dict[str, Fit]]
-    noise: dict[str, Any]
     chance: dict[str, float | None]
     averages: dict[str, list[str]] = field(default_factory=dict)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     data_range: dict[str, list[float]] = field(default_factory=dict)
+    loss_backtest_log_rmse: float | None = None
 
     @property
     def targets(self) -> list[str]:
@@ -116,24 +117,28 @@ class DownstreamFit:
     def predict_loss_samples(
         self, flops: FloatArray, multiplier: FloatArray, kind: IntervalKind, seed: int
     ) -> FloatArray:
-        """Loss draws ``(B, n)`` of the loss law at the points (parameter replicates, plus
-        run-to-run scatter for ``kind="prediction"``)."""
-        fit = self._require_loss_fit()
-        samples = fit.predict_samples({"flops": flops, MULTIPLIER: multiplier})
-        return _add_scatter(samples, self.scatter("loss"), kind, seed)
+        """Loss draws ``(S, n)`` of the loss law at the points: its bootstrap replicates,
+        with run-to-run noise for ``kind="prediction"`` (several draws per replicate)."""
+        draws, _ = self._loss_draws(flops, multiplier, kind, np.random.default_rng(seed))
+        return draws
 
-    def scatter(self, target: str, form: str | None = None) -> float:
-        """Log-scale scatter a prediction interval adds: the larger of the in-sample
-        residual scatter and, when the fit was assessed, the backtest's log RMSE beyond the
-        fitted runs (``target="loss"`` for the loss law)."""
-        if target == "loss":
-            return max(float(self.noise["loss"]), float(self.noise.get("loss_backtest", 0.0)))
-        assert form is not None
-        sigma = float(self.noise[target][form])
+    def _loss_draws(
+        self,
+        flops: FloatArray,
+        multiplier: FloatArray,
+        kind: IntervalKind,
+        rng: np.random.Generator,
+    ) -> tuple[FloatArray, NDArray[np.intp]]:
+        """Loss draws and the bootstrap replicate each row comes from."""
+        fit = self._require_loss_fit()
+        conf = fit.predict_samples({"flops": flops, MULTIPLIER: multiplier}, "confidence")
+        return _with_noise(conf, fit, self.loss_backtest_log_rmse or 0.0, kind, rng)
+
+    def scatter_floor(self, target: str, form: str) -> float:
+        """Log scatter a prediction interval of one target and form is at least as wide as:
+        the verdict backtest's log RMSE beyond the fitted runs (0 when not assessed)."""
         verdict = self.verdicts.get(target)
-        if verdict is not None:
-            sigma = max(sigma, verdict.backtest_log_rmse.get(form, 0.0))
-        return sigma
+        return 0.0 if verdict is None else verdict.backtest_log_rmse.get(form, 0.0)
 
     def forecast(
         self,
@@ -193,29 +198,29 @@ class DownstreamFit:
         has_boot = self._has_bootstrap(names, two_step)
         tail = 50.0 * (1.0 - level)
         flops_arr = points.get("flops", np.zeros(0))
+        rng = np.random.default_rng(seed)
+        loss_draws: tuple[FloatArray, NDArray[np.intp]] | None = None
         if two_step:
             mult_arr = points[MULTIPLIER]
             loss_point = self._require_loss_fit().predict(
                 {"flops": flops_arr, MULTIPLIER: mult_arr}
             )
-            loss_draws = (
-                self.predict_loss_samples(flops_arr, mult_arr, kind, seed) if has_boot else None
-            )
+            if has_boot:
+                loss_draws = self._loss_draws(flops_arr, mult_arr, kind, rng)
         else:
             loss_point = points[LOSS_FEATURE]
-            loss_draws = None
         base = pd.DataFrame({"point": np.arange(loss_point.size)})
         if two_step:
             base["flops"], base["multiplier"] = flops_arr, mult_arr
         base["loss"] = loss_point
         if loss_draws is not None:
-            base["loss_low"] = np.percentile(loss_draws, tail, axis=0)
-            base["loss_high"] = np.percentile(loss_draws, 100 - tail, axis=0)
+            base["loss_low"] = np.percentile(loss_draws[0], tail, axis=0)
+            base["loss_high"] = np.percentile(loss_draws[0], 100 - tail, axis=0)
         frames = []
-        for t_index, target in enumerate(names):
+        for target in names:
             chosen = self.selected_form(target)
             status = self.verdicts[target].status if target in self.verdicts else "unassessed"
-            for f_index, (form, fit) in enumerate(self.fits[target].items()):
+            for form, fit in self.fits[target].items():
                 if form == "compute" and not two_step:
                     continue
                 x = {"flops": flops_arr} if form == "compute" else {LOSS_FEATURE: loss_point}
@@ -223,9 +228,7 @@ class DownstreamFit:
                 rows["target"], rows["form"] = target, form
                 rows["error"] = fit.predict(x)
                 if has_boot:
-                    draws = self._error_draws(
-                        fit, form, target, x, loss_draws, kind, seed + 1 + 97 * t_index + f_index
-                    )
+                    draws = self._error_draws(fit, form, target, x, loss_draws, kind, rng)
                     rows["error_low"] = np.percentile(draws, tail, axis=0)
                     rows["error_high"] = np.percentile(draws, 100 - tail, axis=0)
                 else:
@@ -243,26 +246,31 @@ class DownstreamFit:
         form: str,
         target: str,
         x: Mapping[str, FloatArray],
-        loss_draws: FloatArray | None,
+        loss_draws: tuple[FloatArray, NDArray[np.intp]] | None,
         kind: IntervalKind,
-        seed: int,
+        rng: np.random.Generator,
     ) -> FloatArray:
-        """Error draws ``(B, n)``: replicate b of the error law at loss draw b (two steps)."""
-        assert fit.bootstrap_params is not None
+        """Error draws ``(S, n)``; with loss draws, replicate b of the error law maps the loss
+        draws of replicate b of the loss law (two steps)."""
+        floor = self.scatter_floor(target, form)
+        if loss_draws is None or form == "compute":
+            conf = fit.predict_samples(x, "confidence")
+            return _with_noise(conf, fit, floor, kind, rng)[0]
+        losses, replicate = loss_draws
         reps = fit.bootstrap_params
-        if loss_draws is not None and form != "compute":
-            # pair replicate b of the loss law with replicate b of the error law
-            b = min(len(reps), loss_draws.shape[0])
-            log_err = np.stack(
-                [
-                    fit.law.log_predict(reps[i : i + 1], {LOSS_FEATURE: loss_draws[i]})[0]
-                    for i in range(b)
-                ]
-            )
-        else:
-            log_err = fit.law.log_predict(reps, x)
+        assert reps is not None
+        log_err = np.empty_like(losses)
+        for b in np.unique(replicate):
+            rows = replicate == b
+            theta = reps[int(b) % len(reps)][None, :]
+            values = losses[rows]
+            log_err[rows] = fit.law.log_predict(theta, {LOSS_FEATURE: values.reshape(-1)})[
+                0
+            ].reshape(values.shape)
         draws = np.exp(log_err)
-        return _add_scatter(draws, self.scatter(target, form), kind, seed)
+        if kind == "prediction":
+            draws = draws * np.exp(_log_noise(fit, floor, draws.shape, rng))
+        return draws
 
     def _has_bootstrap(self, targets: Sequence[str], two_step: bool) -> bool:
         fits = [f for t in targets for f in self.fits[t].values()]
@@ -289,7 +297,7 @@ class DownstreamFit:
             "fits": {
                 t: {f: fit.to_dict() for f, fit in forms.items()} for t, forms in self.fits.items()
             },
-            "noise": self.noise,
+            "loss_backtest_log_rmse": self.loss_backtest_log_rmse,
             "chance": self.chance,
             "averages": self.averages,
             "verdicts": {t: v.to_dict() for t, v in self.verdicts.items()},
@@ -312,7 +320,7 @@ class DownstreamFit:
                     str(t): {str(f): Fit.from_dict(d, source) for f, d in forms.items()}
                     for t, forms in data["fits"].items()
                 },
-                noise=dict(data["noise"]),
+                loss_backtest_log_rmse=opt_float(data.get("loss_backtest_log_rmse")),
                 chance={str(k): None if v is None else float(v) for k, v in data["chance"].items()},
                 averages={str(k): list(v) for k, v in data.get("averages", {}).items()},
                 verdicts={
@@ -423,7 +431,6 @@ def fit_downstream(
         )
     runs = table.runs
     warnings: list[str] = list(table.notes)
-    noise: dict[str, Any] = {}
     loss_fit = None
     chosen: list[dict[str, Any]] = []
     if table.has_compute:
@@ -434,7 +441,7 @@ def fit_downstream(
             if note:
                 warnings.append(note)
         assert min_multiplier != "auto"
-        loss_fit, noise["loss"] = _fit_loss_law(table, loss_law, min_multiplier, bootstrap, seed)
+        loss_fit = _fit_loss_law(table, loss_law, min_multiplier, bootstrap, seed)
         warnings += [f"loss law: {w}" for w in loss_fit.warnings]
     fits: dict[str, dict[str, Fit]] = {}
     for target in names:
@@ -445,7 +452,7 @@ def fit_downstream(
             raise FitError(
                 f"'{target}' has {kept.size} evaluated runs; a downstream law needs at least 4"
             )
-        fits[target], noise[target] = {}, {}
+        fits[target] = {}
         chance = table.chance_error(target)
         for form in forms:
             if form == "compute":
@@ -465,13 +472,11 @@ def fit_downstream(
                 seed=seed,
             )
             fits[target][form] = fit
-            noise[target][form] = residual_scale(fit, x, y)
             warnings += [f"{target} ({form}): {w}" for w in fit.warnings]
     result = DownstreamFit(
         loss_column=table.loss_column,
         loss_fit=loss_fit,
         fits=fits,
-        noise=noise,
         chance={t: table.chance_error(t) for t in names},
         averages={k: list(v) for k, v in table.averages.items() if k in names},
         options={
@@ -494,8 +499,7 @@ def fit_downstream(
         rules = rules or VerdictRules()
         assessment = assess_predictability(table, result, rules=rules)
         result.verdicts = assessment.verdicts
-        if assessment.loss_log_rmse is not None:
-            noise["loss_backtest"] = assessment.loss_log_rmse
+        result.loss_backtest_log_rmse = assessment.loss_log_rmse
         result.options["rules"] = asdict(rules)
     return result
 
@@ -580,17 +584,9 @@ def _auto_loss_settings(
     return law, min_m, scores, ""
 
 
-def residual_scale(fit: Fit, x: Mapping[str, FloatArray], y: FloatArray) -> float:
-    """Run-to-run scatter of a fit: RMS log residual over ``n − p`` degrees of freedom."""
-    residual = np.log(fit.predict(x)) - np.log(np.asarray(y, dtype=float))
-    free = len(fit.params) - len(fit.options.get("fixed", {}))
-    dof = max(residual.size - free, 1)
-    return float(math.sqrt(float(np.sum(residual**2)) / dof))
-
-
 def _fit_loss_law(
     table: DownstreamTable, law: str, min_multiplier: float | None, bootstrap: int, seed: int
-) -> tuple[Fit, float]:
+) -> Fit:
     runs = table.runs
     keep = np.ones(len(runs), dtype=bool)
     if min_multiplier is not None:
@@ -605,10 +601,9 @@ def _fit_loss_law(
             f"only {int(keep.sum())} runs have at least {min_multiplier} tokens per parameter; "
             "the loss law needs at least 5"
         )
-    fit = fit_law(
+    return fit_law(
         get_law(law), x, y, groups=runs.index.to_numpy()[keep], bootstrap=bootstrap, seed=seed
     )
-    return fit, residual_scale(fit, x, y)
 
 
 def _target_errors(table: DownstreamTable, target: str) -> tuple[FloatArray, np.ndarray, str]:
@@ -629,11 +624,38 @@ def _target_errors(table: DownstreamTable, target: str) -> tuple[FloatArray, np.
     return y, kept, note
 
 
-def _add_scatter(samples: FloatArray, sigma: float, kind: IntervalKind, seed: int) -> FloatArray:
-    if kind == "confidence" or sigma <= 0:
-        return samples
-    rng = np.random.default_rng(seed)
-    return samples * np.exp(sigma * rng.standard_normal(samples.shape))
+def _log_noise(
+    fit: Fit, floor: float, shape: tuple[int, ...], rng: np.random.Generator
+) -> FloatArray:
+    """Log offsets of new runs about the law: the fit's run-to-run noise (t-distributed, as
+    the engine's prediction intervals), widened to a log scatter of at least ``floor``."""
+    if fit.noise is None:
+        raise FitError(
+            f"law '{fit.law.name}' cannot give prediction intervals: its data leave no degrees "
+            "of freedom to measure run-to-run noise (add runs, or ask for confidence intervals)"
+        )
+    offsets = fit.noise.sd_log * rng.standard_t(fit.noise.dof, size=shape)
+    if floor > fit.noise.sd_log:
+        offsets += math.sqrt(floor**2 - fit.noise.sd_log**2) * rng.standard_normal(shape)
+    return offsets
+
+
+def _with_noise(
+    conf: FloatArray, fit: Fit, floor: float, kind: IntervalKind, rng: np.random.Generator
+) -> tuple[FloatArray, NDArray[np.intp]]:
+    """Bootstrap predictions ``(B, n)`` as draws, and each row's replicate: as they are for
+    confidence; for prediction, several noisy draws per replicate."""
+    replicate = np.arange(conf.shape[0])
+    if kind == "confidence":
+        return conf, replicate
+    replicate = np.repeat(replicate, max(1, math.ceil(PREDICTION_DRAWS / conf.shape[0])))
+    draws = conf[replicate]
+    return draws * np.exp(_log_noise(fit, floor, draws.shape, rng)), replicate
+
+
+def opt_float(value: Any) -> float | None:
+    """``None`` stays ``None``; anything else becomes a float (JSON fields)."""
+    return None if value is None else float(value)
 
 
 def _points(

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from scalinglab.errors import FitError, InputError
-from scalinglab.evaluation.downstream import FORMS, DownstreamFit, fit_downstream
+from scalinglab.evaluation.downstream import FORMS, DownstreamFit, fit_downstream, opt_float
 from scalinglab.evaluation.downstream_data import DownstreamTable
 from scalinglab.laws.overtraining import MULTIPLIER
 
@@ -141,11 +141,11 @@ class Verdict:
             backtest_log_rmse={
                 str(k): float(v) for k, v in data.get("backtest_log_rmse", {}).items()
             },
-            persistence_mae=_opt_float(data.get("persistence_mae")),
-            tolerance=_opt_float(data.get("tolerance")),
+            persistence_mae=opt_float(data.get("persistence_mae")),
+            tolerance=opt_float(data.get("tolerance")),
             held_out=int(data.get("held_out", 0)),
-            above_chance=_opt_float(data.get("above_chance")),
-            rank_correlation=_opt_float(data.get("rank_correlation")),
+            above_chance=opt_float(data.get("above_chance")),
+            rank_correlation=opt_float(data.get("rank_correlation")),
         )
 
 
@@ -448,10 +448,6 @@ def _log_rmse(predicted: np.ndarray, observed: np.ndarray) -> float:
     """Root-mean-square log error (zero errors count at a tenth of a percent)."""
     ratio = np.maximum(predicted, 1e-3) / np.maximum(observed, 1e-3)
     return float(np.sqrt(np.mean(np.log(ratio) ** 2)))
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 __all__ = [

@@ -214,8 +214,10 @@ class ErrorCompute(_ErrorSigmoid):
     )
     mid = Parameter(
         "flops_mid",
-        1e10,
-        1e32,
+        # bounds that exp(log(bound)) reproduces exactly: the optimiser works on log C_mid,
+        # and a fit at a bound must read back within it
+        math.exp(math.log(1e10)),
+        math.exp(math.log(1e32)),
         tuple(10.0**e for e in range(10, 33)),
         log_scale=True,
         description="compute at the midpoint between chance and floor, FLOPs",

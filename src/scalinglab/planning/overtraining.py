@@ -126,7 +126,8 @@ def loss_at(
     flops, multiplier
         Budgets and tokens per parameter (broadcast against each other).
     level
-        Level of the bootstrap interval (when the fit has replicates).
+        Level of the prediction interval (when the fit has bootstrap replicates): where a
+        new run at that budget and M will land, run-to-run noise included.
     flops_per_token_param
         ``k`` in ``C = k·N·D``, to report the model size and tokens.
 
@@ -134,7 +135,7 @@ def loss_at(
     -------
     pandas.DataFrame
         ``flops``, ``multiplier``, ``params``, ``tokens``, ``loss`` and, with bootstrap
-        replicates, ``low`` and ``high``.
+        replicates, the prediction interval ``low``, ``high``.
     """
     _check_law(fit.law)
     c, m = np.broadcast_arrays(
@@ -150,7 +151,7 @@ def loss_at(
     out = pd.DataFrame({"flops": c, "multiplier": m, "params": params, "tokens": m * params})
     out["loss"] = fit.predict(x)
     if fit.bootstrap_params is not None and len(fit.bootstrap_params):
-        low, high = fit.predict_interval(x, level)
+        low, high = fit.predict_interval(x, level, kind="prediction")
         out["low"], out["high"] = low, high
     return out
 

@@ -41,10 +41,21 @@ def plan_command(
     rows = []
     for record in plan.to_records():
         for name in PLAN_QUANTITIES:
-            row = {"flops": record["flops"], "quantity": name, "estimate": record[name]}
+            label = "loss (law, confidence)" if name == "loss" and plan.ci else name
+            row = {"flops": record["flops"], "quantity": label, "estimate": record[name]}
             if plan.ci:
                 row["low"], row["high"] = record[f"{name}_lo"], record[f"{name}_hi"]
             rows.append(row)
+        if "loss_new_run_lo" in record:
+            rows.append(
+                {
+                    "flops": record["flops"],
+                    "quantity": "loss (new run, prediction)",
+                    "estimate": record["loss"],
+                    "low": record["loss_new_run_lo"],
+                    "high": record["loss_new_run_hi"],
+                }
+            )
     print_table(rows, title=f"compute-optimal plan ({plan.law} fit)")
     if plan.params_exponent is not None and plan.tokens_exponent is not None:
         line = f"N* ∝ C^{fmt(plan.params_exponent)}, D* ∝ C^{fmt(plan.tokens_exponent)}"

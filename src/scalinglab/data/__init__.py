@@ -5,7 +5,7 @@ point of its training on one dataset; see :mod:`scalinglab.data.schema` for the 
 """
 
 from scalinglab.data.loaders import file_format, load_observations
-from scalinglab.data.runs import final_rows, run_ids_trusted
+from scalinglab.data.runs import RunSelection, final_rows, run_ids_trusted, select_runs
 from scalinglab.data.schema import CANONICAL_COLUMNS, DEFAULT_DATASET, SOURCE_ROW
 from scalinglab.data.store import STATUSES, RunStore
 from scalinglab.data.validate import check_enough_points, derive_run_ids, validate_observations
@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_DATASET",
     "SOURCE_ROW",
     "STATUSES",
+    "RunSelection",
     "RunStore",
     "check_enough_points",
     "derive_run_ids",
@@ -22,5 +23,6 @@ __all__ = [
     "final_rows",
     "load_observations",
     "run_ids_trusted",
+    "select_runs",
     "validate_observations",
 ]

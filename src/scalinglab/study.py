@@ -31,7 +31,7 @@ from scalinglab.evaluation.transfer import (
     fit_transfer,
     translate_law,
 )
-from scalinglab.fitting import Fit, fit, select_dataset
+from scalinglab.fitting import Diagnostic, Fit, fit, select_dataset
 from scalinglab.laws.curve import curve_errors, final_loss_model
 from scalinglab.planning import IsoFlopResult, Plan, compute_optimal, isoflop_analysis
 from scalinglab.schedules import ScheduleChoice, choose_schedule, parse_schedule, resolve_schedule
@@ -72,6 +72,20 @@ class Study:
     extras: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
+
+    def flags(self) -> dict[str, list[Diagnostic]]:
+        """Each fitted law's diagnostics, by the part of the study it belongs to.
+
+        Only fits with at least one flag are listed; a clean study gives ``{}``.
+        """
+        fits: dict[str, Fit | None] = {"compute law": self.compute_fit}
+        curve = self.extras.get("curve")
+        if isinstance(curve, CurveStudy):
+            fits |= {f"curve law ({name})": f for name, f in curve.fits.items()}
+        transfer = self.extras.get("transfer")
+        if isinstance(transfer, TransferStudy):
+            fits["loss-to-loss"] = transfer.fit.fit
+        return {part: f.diagnostics for part, f in fits.items() if f is not None and f.diagnostics}
 
 
 def primary_dataset(observations: pd.DataFrame, preferred: str | None = None) -> str | None:
@@ -191,9 +205,8 @@ def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
         + ", ".join(f"{k}={v:.4g}" for k, v in p.items())
         + ("" if result.converged else " — the fit did NOT converge")
     )
-    for warning in result.warnings:
-        study.notes.setdefault("compute law caveats", "")
-        study.notes["compute law caveats"] += warning + ". "
+    if result.diagnostics:
+        study.summary[-1] += f" ({len(result.diagnostics)} flag(s): see the report)"
     if study.plan is not None:
         for rec in study.plan.to_records():
             ci = ""

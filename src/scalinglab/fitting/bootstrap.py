@@ -47,9 +47,9 @@ Progress = Callable[[int, int], None]
 #: lattice minima (best first) optimised per resample
 MINIMA_PER_RESAMPLE = 3
 #: refits of mid-sized grids (32 to 199 starts; the point fit runs them all) keep each
-#: resample's best quarter after 2 iterations: B resamples × every start would otherwise
+#: resample's best tenth after 2 iterations: B resamples × every start would otherwise
 #: dominate the cost, and a few iterations already separate the basins
-BOOTSTRAP_RACE = ((2, 0.25),)
+BOOTSTRAP_RACE = ((2, 0.1),)
 #: optimiser rows per batch, at least and at most: more rows share each iteration's overhead,
 #: fewer bound the memory (see :data:`~scalinglab.fitting.objective.CHUNK_ENTRIES`)
 MIN_ROWS_PER_BATCH, MAX_ROWS_PER_BATCH = 2_000, 200_000

@@ -4,6 +4,7 @@ One row of the Observations table is one loss (nats per token) measured for one 
 point of its training on one dataset; see :mod:`scalinglab.data.schema` for the columns.
 """
 
+from scalinglab.data.importers import import_runs, store_runs
 from scalinglab.data.loaders import file_format, load_observations
 from scalinglab.data.runs import final_rows, run_ids_trusted
 from scalinglab.data.schema import CANONICAL_COLUMNS, DEFAULT_DATASET, SOURCE_ROW
@@ -20,7 +21,9 @@ __all__ = [
     "derive_run_ids",
     "file_format",
     "final_rows",
+    "import_runs",
     "load_observations",
     "run_ids_trusted",
+    "store_runs",
     "validate_observations",
 ]

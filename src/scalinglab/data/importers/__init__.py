@@ -249,15 +249,15 @@ def import_runs(
     for item in items:
         raw += _read(item, kind or detect_kind(item), patterns, experiments)
     disambiguate(raw)
+    for pattern in [*options.params, *options.tokens_per_step]:
+        if not any(r.run_id == pattern or fnmatch.fnmatchcase(r.run_id, pattern) for r in raw):
+            runs = ", ".join(r.run_id for r in raw)
+            raise SpecError(f"'{pattern}' matches no imported run; the runs are {runs}")
     frames, reports = [], []
     for run in raw:
         rows, report = assemble(run, options)
         frames.append(rows)
         reports.append(report)
-    for pattern in [*options.params, *options.tokens_per_step]:
-        if not any(r.run_id == pattern or fnmatch.fnmatchcase(r.run_id, pattern) for r in raw):
-            runs = ", ".join(r.run_id for r in raw)
-            raise SpecError(f"'{pattern}' matches no imported run; the runs are {runs}")
     table = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(
         len(f) for f in frames
     ) else None

@@ -12,7 +12,7 @@ turns one raw run into observation rows by rules that are the same for every sou
   A TensorBoard session restart at step ``s`` supersedes the points of every metric at steps
   ``>= s`` written before it.
 * **Metrics → datasets.** ``--metric NAME=DATASET`` mappings, or, without them, the usual
-  names: ``loss`` is the ``train`` loss, ``X/loss``, ``X_loss`` and ``loss/X`` are the loss on
+  names: ``loss`` is the ``train`` loss; ``X/loss``, ``X_loss`` and ``loss/X`` are the loss on
   ``X`` (auxiliary losses such as ``aux_loss`` or ``router/z_loss`` excepted).
 * **Tokens** from ``--tokens-per-step`` (× step), else a tokens-seen metric at the same step,
   else ``tokens_per_step`` in the run's config. **Parameters** from ``--params``, else the
@@ -75,7 +75,7 @@ TOKENS_PER_STEP_KEYS = ("tokens_per_step",)
 _AUXILIARY = frozenset(
     {"aux", "z", "router", "balance", "load_balancing", "lb", "kl", "moe", "reg", "l2", "entropy"}
 )
-_LOSS_NAME = re.compile(r"^(?:(?P<before>.+?)[/_. -]+(?:lm[_-])?loss|loss[/_. -]+(?P<after>.+))$")
+_LOSS_NAME = re.compile(r"^(?:(?P<before>.+?)[/_. -]+(?:lm[_-])?loss|loss/(?P<after>.+))$")
 SUPERSEDED = "superseded: the run logged this metric again from an earlier or equal step (restart)"
 NOT_FINITE = "not a finite number"
 BEFORE_TRAINING = "measured before any training token (step 0): the laws need D > 0"
@@ -321,8 +321,10 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     return out
 
 
-def config_number(config: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[float, str] | None:
-    """The first positive number under one of ``keys`` (last segment) in a config."""
+def config_number(
+    config: Mapping[str, Any], keys: tuple[str, ...], *, minimum: float = 0.0
+) -> tuple[float, str] | None:
+    """The first number above ``minimum`` under one of ``keys`` (last segment) in a config."""
     flat = flatten_config(config)
     for wanted in keys:
         for name, value in flat.items():
@@ -332,7 +334,7 @@ def config_number(config: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[flo
                 number = float(value)
             except (TypeError, ValueError):
                 continue
-            if math.isfinite(number) and number > 0:
+            if math.isfinite(number) and number > minimum:
                 return number, name
     return None
 
@@ -433,8 +435,12 @@ def assemble(run: RawRun, options: ImportOptions) -> tuple[pd.DataFrame, RunRepo
     lr = at_steps(lr_metric)
     # learning-rate and token points describe the run even at steps without a loss
     used += int(points["metric"].isin([lr_metric, tokens_metric]).sum())
-    tokens, tokens_from = _tokens(run, options, points, tokens_metric, steps)
-    params, params_ne, params_from = _params(run, options)
+    if rows.empty:  # nothing to attach tokens or parameters to: nothing to ask for
+        tokens, tokens_from = np.zeros(0), "-"
+        params, params_ne, params_from = math.nan, math.nan, "-"
+    else:
+        tokens, tokens_from = _tokens(run, options, points, tokens_metric, steps)
+        params, params_ne, params_from = _params(run, options)
     flops = np.full(len(rows), np.nan)
     if run.total_flops is not None and run.total_flops_step is not None:
         try:
@@ -454,7 +460,7 @@ def assemble(run: RawRun, options: ImportOptions) -> tuple[pd.DataFrame, RunRepo
             rows[~untrained], steps[~untrained], lr[~untrained], tokens[~untrained],
             flops[~untrained],
         )  # fmt: skip
-    seed = config_number(run.config, ("seed",))
+    seed = config_number(run.config, ("seed",), minimum=-1)
     out = pd.DataFrame(
         {
             "run_id": run.run_id,

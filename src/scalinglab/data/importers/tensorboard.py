@@ -27,6 +27,7 @@ from scalinglab.errors import InputError
 EXTRA = "tensorboard"
 _CASTAGNOLI = 0x82F63B78
 _MASK_DELTA = 0xA282EAD8
+_KINDS = {"histo": "histogram", "image": "image", "audio": "audio", "tensor": "tensor"}
 
 
 def _crc_table() -> np.ndarray:
@@ -160,7 +161,8 @@ def read_event_files(files: list[Path], run_id: str, source: str) -> RawRun:
                     continue
                 scalar = _tensor_scalar(value.tensor) if kind == "tensor" else None
                 if scalar is None or plugin not in ("", "scalars"):
-                    dropped[f"not a scalar ({plugin or kind or 'empty'} summary)"] += 1
+                    what = plugin or _KINDS.get(kind or "", kind or "empty")
+                    dropped[f"not a scalar ({what} summary)"] += 1
                     continue
                 tags.append(value.tag)
                 steps.append(event.step)

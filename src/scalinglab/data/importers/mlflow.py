@@ -9,6 +9,7 @@ order is timestamp order); a run's params become its config.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ def read_mlflow(source: str | Path, experiments: Sequence[str] | None = None) ->
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri(source)
+    if uri.startswith("file:"):
+        # MLflow 3 refuses the legacy file store unless asked; reading it is what was asked
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient(tracking_uri=uri)
     try:
         found = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)

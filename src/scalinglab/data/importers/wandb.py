@@ -80,11 +80,24 @@ def _records(path: Path, dropped: Counter[str]) -> Iterator[bytes]:
 
 
 def _items(items: Iterable[Any]) -> dict[str, Any]:
-    """W&B ``key``/``nested_key`` items with JSON values as a flat dict (nested keys: ``.``)."""
-    out = {}
+    """W&B ``key``/``nested_key`` items with JSON values as a flat dict (nested keys: ``.``).
+
+    A logged object (histogram, image, table) arrives as several nested items, one of them
+    ``_type``: it is gathered back into one dict value.
+    """
+    out: dict[str, Any] = {}
+    media: dict[str, dict[str, Any]] = {}
     for item in items:
-        key = item.key or ".".join(item.nested_key)
-        out[key] = json.loads(item.value_json)
+        parts = [item.key] if item.key else list(item.nested_key)
+        value = json.loads(item.value_json)
+        out[".".join(parts)] = value
+        if len(parts) > 1:
+            media.setdefault(".".join(parts[:-1]), {})[parts[-1]] = value
+    for prefix, fields in media.items():
+        if "_type" in fields:
+            for name in fields:
+                out.pop(f"{prefix}.{name}")
+            out[prefix] = fields
     return out
 
 

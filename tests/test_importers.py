@@ -199,11 +199,16 @@ def trainer_state(log_history: list[dict[str, object]], global_step: int) -> dic
         "save_steps": 20,
         "stateful_callbacks": {
             "TrainerControl": {
-                "args": {"should_epoch_stop": False, "should_evaluate": False,
-                         "should_log": False, "should_save": True, "should_training_stop": True},
+                "args": {
+                    "should_epoch_stop": False,
+                    "should_evaluate": False,
+                    "should_log": False,
+                    "should_save": True,
+                    "should_training_stop": True,
+                },
                 "attributes": {},
             }
-        },  # fmt: skip
+        },
         "total_flos": 6.0 * 85_056_000 * 40 * 8192,
         "train_batch_size": 8,
         "trial_name": None,
@@ -343,9 +348,7 @@ def test_import_command_errors_are_one_line_with_status_2(tb_logs: Path, tmp_pat
     assert result.exit_code == 2 and "--from must be one of" in result.output
 
 
-def test_a_missing_library_names_the_extra(
-    tb_logs: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_missing_library_names_the_extra(tb_logs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard.compat.proto.event_pb2", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'scalinglab\[tensorboard\]'"):
         import_runs(tb_logs / "small", params=1, tokens_per_step=1)

@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.fitting import Fit, fit
@@ -35,12 +36,13 @@ def parse_float(text: str, what: str) -> float:
         raise SpecError(f"{what}: '{text}' is not a number") from None
 
 
-def load_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Observations from a file or run store, with optional column renames."""
-    from scalinglab.data import load_observations
+def load_table(
+    path: Path, columns: list[str] | None = None, loss_unit: str = "nats"
+) -> pd.DataFrame:
+    """Observations from a file or run store, with optional column renames and loss unit."""
+    from scalinglab.cli.data_options import read_data
 
-    mapping = parse_assignments(columns, "--column")
-    return load_observations(path, columns=mapping or None)
+    return read_data(path, columns, loss_unit)
 
 
 @app.command("fit")
@@ -61,9 +63,8 @@ def fit_command(
     overestimate_penalty: Annotated[
         float, typer.Option(help="Multiplier on the loss of over-predicted points.")
     ] = 1.0,
-    column: Annotated[
-        list[str] | None, typer.Option(help="Map a column: THEIRS=ours (e.g. 'Model Size=params').")
-    ] = None,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     search: Annotated[
         str,
         typer.Option(
@@ -75,7 +76,7 @@ def fit_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Fit a compute scaling law to a table of runs."""
-    table = load_table(data, column)
+    table = load_table(data, column, loss_unit)
     fixed = {k: parse_float(v, f"--fix {k}") for k, v in parse_assignments(fix, "--fix").items()}
     result = fit(
         table,

@@ -21,7 +21,9 @@ def _number(text: str, option: str) -> float:
         try:
             value *= float(factor)
         except ValueError:
-            raise SpecError(f"{option}: '{text}' is not a number (or a product like 512x1024)")
+            raise SpecError(
+                f"{option}: '{text}' is not a number (or a product like 512x1024)"
+            ) from None
     if not (math.isfinite(value) and value > 0):
         raise SpecError(f"{option}: '{text}' must be positive")
     return value

@@ -7,7 +7,6 @@ torch is imported only when a command runs, so the rest of the CLI works without
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import tomllib
 from pathlib import Path

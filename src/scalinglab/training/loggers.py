@@ -12,7 +12,7 @@ importers' restart rule keeps the later points.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,8 +57,10 @@ class _TensorBoard:
         from torch.utils.tensorboard.summary import hparams
 
         self.writer = SummaryWriter(str(folder / "tensorboard" / run_id))
+        # hparams into the run's own file (add_hparams would open a sub-run)
+        file_writer = self.writer._get_file_writer()
         for summary in hparams(_hparams(config), {}):
-            self.writer.file_writer.add_summary(summary)
+            file_writer.add_summary(summary)
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         for name, value in metrics.items():
@@ -130,7 +132,11 @@ class _WandB:
         self.run.finish(exit_code=0 if status == "finished" else 1)
 
 
-_MAKERS = {"tensorboard": _TensorBoard, "mlflow": _MLflow, "wandb": _WandB}
+_MAKERS: dict[str, Callable[[Path, str, Mapping[str, Any]], RunLogger]] = {
+    "tensorboard": _TensorBoard,
+    "mlflow": _MLflow,
+    "wandb": _WandB,
+}
 
 
 class RunLoggers:

@@ -88,14 +88,15 @@ def detect_kind(source: str | Path) -> str:
                 raise InputError(
                     f"{path.name} is a scalinglab run store: every command reads it as it is"
                 )
-            raise InputError(f"{path.name} is not an MLflow database (no {', '.join(MLFLOW_TABLES)})")
+            raise InputError(
+                f"{path.name} is not an MLflow database (no {', '.join(MLFLOW_TABLES)})"
+            )
         if any(s in _TABLE_SUFFIXES for s in suffixes):
             return "wandb"
         if path.suffix.lower() in TEXT_SUFFIXES:
             return "text"
         raise InputError(
-            f"cannot tell what kind of log {path.name} is; name it with --from "
-            f"{'|'.join(KINDS)}"
+            f"cannot tell what kind of log {path.name} is; name it with --from {'|'.join(KINDS)}"
         )
     found = set()
     for file in path.rglob("*"):
@@ -119,8 +120,7 @@ def detect_kind(source: str | Path) -> str:
             f"{path}; name the kind with --from {'|'.join(KINDS)}"
         )
     raise InputError(
-        f"{path} holds runs of several kinds ({', '.join(sorted(found))}); "
-        "choose one with --from"
+        f"{path} holds runs of several kinds ({', '.join(sorted(found))}); choose one with --from"
     )
 
 
@@ -258,9 +258,11 @@ def import_runs(
         rows, report = assemble(run, options)
         frames.append(rows)
         reports.append(report)
-    table = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(
-        len(f) for f in frames
-    ) else None
+    table = (
+        pd.concat([f for f in frames if len(f)], ignore_index=True)
+        if any(len(f) for f in frames)
+        else None
+    )
     if table is None:
         names = ", ".join(sorted({m for r in raw for m in r.points["metric"].unique()}))
         raise InputError(

@@ -88,8 +88,7 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError:
         raise MissingDependencyError(
-            f"{what} needs the '{module.split('.')[0]}' package: "
-            f"pip install 'scalinglab[{extra}]'"
+            f"{what} needs the '{module.split('.')[0]}' package: pip install 'scalinglab[{extra}]'"
         ) from None
 
 
@@ -142,7 +141,9 @@ class RawRun:
     uid: str | None = None
 
 
-def points_frame(metric: Iterable[str], step: Iterable[int], value: Iterable[float]) -> pd.DataFrame:
+def points_frame(
+    metric: Iterable[str], step: Iterable[int], value: Iterable[float]
+) -> pd.DataFrame:
     """A :attr:`RawRun.points` table from three parallel sequences."""
     return pd.DataFrame(
         {
@@ -285,9 +286,7 @@ def _pick_metric(
     names = list(names)
     if given is not None:
         if given not in names:
-            raise InputError(
-                f"no metric '{given}' ({option}); the run has {', '.join(names[:30])}"
-            )
+            raise InputError(f"no metric '{given}' ({option}); the run has {', '.join(names[:30])}")
         return given, None
     found = [n for n in names if _last_segment(n) in candidates]
     if len(found) == 1:
@@ -408,7 +407,9 @@ def assemble(run: RawRun, options: ImportOptions) -> tuple[pd.DataFrame, RunRepo
         if metric not in by_metric.groups:
             continue
         part = by_metric.get_group(metric)
-        frames.append(pd.DataFrame({"step": part["step"], "dataset": dataset, "loss": part["value"]}))
+        frames.append(
+            pd.DataFrame({"step": part["step"], "dataset": dataset, "loss": part["value"]})
+        )
     ignored = [n for n in names if n not in datasets and n not in (lr_metric, tokens_metric)]
     unmapped_losses = [n for n in ignored if default_dataset(n) is not None or "loss" in n.lower()]
     for metric in unmapped_losses:

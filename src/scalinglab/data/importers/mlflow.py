@@ -60,7 +60,7 @@ def read_mlflow(source: str | Path, experiments: Sequence[str] | None = None) ->
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     client = MlflowClient(tracking_uri=uri)
     try:
-        found = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        found = list(client.search_experiments(view_type=ViewType.ACTIVE_ONLY))
         if experiments:
             known = {e.name: e for e in found}
             unknown = [n for n in experiments if n not in known]
@@ -102,9 +102,7 @@ def read_mlflow(source: str | Path, experiments: Sequence[str] | None = None) ->
             }
             points = points_frame(metric, step, value)
             out.append(
-                RawRun(
-                    run_id=run_id, source=uri, points=points, config=config, uid=run.info.run_id
-                )
+                RawRun(run_id=run_id, source=uri, points=points, config=config, uid=run.info.run_id)
             )
     except MlflowException as err:
         raise InputError(f"cannot read MLflow runs at {uri}: {err.message}") from None

@@ -172,7 +172,7 @@ def read_export(path: Path) -> list[RawRun]:
     table = read_table(path)
     if "_step" in table.columns:
         rows = (
-            {k: (None if _missing(v) else v) for k, v in r.items()}
+            {str(k): (None if _missing(v) else v) for k, v in r.items()}
             for r in table.to_dict("records")
         )
         return [history_run(rows, path.name.split(".")[0], str(path), {})]
@@ -208,8 +208,10 @@ def read_export(path: Path) -> list[RawRun]:
             points=points_frame(m, s, v),
             dropped=d,
             step_candidates=_STEP_CANDIDATES,
-            notes=["a chart export holds the points the chart drew; W&B samples long "
-                   "histories there: export with scan_history() for every point"],
+            notes=[
+                "a chart export holds the points the chart drew; W&B samples long "
+                "histories there: export with scan_history() for every point"
+            ],
         )
         for run, (m, s, v, d) in runs.items()
     ]

@@ -33,4 +33,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-bench312 build dist
+	rm -rf $(VENV) .venv-bench .venv-bench312 .venv-bench-tbparse build dist

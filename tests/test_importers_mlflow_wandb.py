@@ -178,3 +178,55 @@ def test_wandb_history_exports_csv_and_parquet(wandb_dir: Path, tmp_path: Path) 
     assert report["a"].dropped == {
         "W&B chart export's bucket minimum/maximum, not a measurement": 4
     }
+
+
+def readme_import_commands() -> list[str]:
+    """The ``scalinglab import`` lines of the README's "Bring your own runs" section."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Bring your own runs", 1)[1].split("\n## ", 1)[0]
+    return [
+        line.split("  #")[0].strip()
+        for line in section.splitlines()
+        if line.startswith("scalinglab import ")
+    ]
+
+
+def test_every_readme_import_command_runs(
+    mlflow_stores: dict[str, str], wandb_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import shlex
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from scalinglab.cli.main import app
+    from tests.test_importers import (
+        GPT2_CONFIG,
+        NANOGPT_LOG,
+        hf_history,
+        trainer_state,
+        write_tensorboard,
+    )
+
+    commands = readme_import_commands()
+    assert len(commands) == 6
+    sources = tmp_path / "sources"
+    write_tensorboard(sources / "tb" / "gpt-125m", range(0, 20))
+    shutil.copy(mlflow_stores["sqlite"].removeprefix("sqlite:///"), sources / "mlflow.db")
+    shutil.copytree(wandb_dir, sources / "wandb")
+    history = pd.DataFrame({"_step": [0, 1, 2], "train/loss": [3.0, 2.8, 2.7]})
+    history.to_csv(sources / "history.csv", index=False)
+    (sources / "output").mkdir()
+    (sources / "output" / "trainer_state.json").write_text(
+        json.dumps(trainer_state(hf_history(), 40))
+    )
+    (sources / "output" / "config.json").write_text(json.dumps(GPT2_CONFIG))
+    (sources / "train.log").write_text(NANOGPT_LOG)
+    for number, command in enumerate(commands):
+        folder = tmp_path / f"command-{number}"
+        shutil.copytree(sources, folder)
+        monkeypatch.chdir(folder)
+        result = CliRunner().invoke(app, shlex.split(command)[1:])
+        assert result.exit_code == 0, f"{command}\n{result.output}"
+        assert "new rows" in result.output, command

@@ -114,7 +114,13 @@ with wandb.init(mode="offline", dir=root, project="p", name="hf-style", settings
         if i % 2 == 0:
             run.log({"train/global_step": step, "eval/loss": 4.5 / (1 + step) ** 0.25})
     run.log({"samples": wandb.Histogram([1, 2, 3])})
-with wandb.init(mode="offline", dir=root, project="p", name="plain", settings=settings,
+for steps, offset in ((range(1, 6), 1.0), (range(3, 9), 0.0)):  # crashed at 5, resumed at 3
+    with wandb.init(mode="offline", dir=root, project="p", name="resumed", id="resumed1",
+                    resume="allow", settings=settings,
+                    config={"params": 2e6, "tokens_per_step": 10}) as run:
+        for step in steps:
+            run.log({"loss": 3.0 - step / 10 + offset}, step=step)
+with wandb.init(mode="offline", dir=root, project="p", name="plain", id="plain1", settings=settings,
                 config={"params": 1e6, "tokens_per_step": 1000}) as run:
     for step in range(1, 4):
         run.log({"loss": 3.0 - step / 10, "tokens": step * 1000.0}, step=step)
@@ -147,6 +153,12 @@ def test_wandb_offline_runs_use_the_global_step(wandb_dir: Path) -> None:
     assert report["hf-style"].dropped["not a number (W&B media, text or a table)"] == 1
     plain = table[table["run_id"] == "plain"]
     assert plain["tokens"].tolist() == [1000.0, 2000.0, 3000.0]
+    resumed = table[table["run_id"] == "resumed"]
+    assert resumed["step"].tolist() == list(range(1, 9))
+    assert resumed["loss"].tolist() == pytest.approx(
+        [3.9, 3.8] + [3.0 - s / 10 for s in range(3, 9)]
+    )
+    assert report["resumed"].dropped == {SUPERSEDED: 3}
 
 
 def test_wandb_history_exports_csv_and_parquet(wandb_dir: Path, tmp_path: Path) -> None:

@@ -147,7 +147,7 @@ def _read(
         files = wandb.offline_run_files(path)
         if not files:
             raise InputError(f"no W&B run files (run-*.wandb) under {path}")
-        return [wandb.read_offline_run(f) for f in files]
+        return wandb.read_offline_runs(files)
     if kind == "hf":
         from scalinglab.data.importers.hf import read_hf
 

@@ -79,6 +79,7 @@ _LOSS_NAME = re.compile(r"^(?:(?P<before>.+?)[/_. -]+(?:lm[_-])?loss|loss/(?P<af
 SUPERSEDED = "superseded: the run logged this metric again from an earlier or equal step (restart)"
 NOT_FINITE = "not a finite number"
 BEFORE_TRAINING = "measured before any training token (step 0): the laws need D > 0"
+SAME_LOSS_TWICE = "the same loss at the same step under another mapped metric"
 OTHER_METRIC = "other metrics (not a loss, learning rate, step or token count)"
 
 
@@ -345,7 +346,7 @@ def stitch(points: pd.DataFrame, restarts: list[tuple[int, int]]) -> np.ndarray:
     steps = points["step"].to_numpy(dtype=np.int64)
     restart_pos = np.asarray([p for p, _ in restarts], dtype=np.int64)
     restart_step = np.asarray([s for _, s in restarts], dtype=np.int64)
-    for _, index in points.groupby("metric", sort=False).indices.items():
+    for _, index in points.groupby("metric", sort=False, observed=True).indices.items():
         s = steps[index]
         # the smallest step written after each point (+inf after the last)
         later = np.minimum.accumulate(s[::-1])[::-1]
@@ -401,7 +402,7 @@ def assemble(run: RawRun, options: ImportOptions) -> tuple[pd.DataFrame, RunRepo
     )
     notes += [note] if note else []
     datasets = _datasets(names, options.metrics, {lr_metric, tokens_metric}, run)
-    by_metric = points.groupby("metric", sort=False)
+    by_metric = points.groupby("metric", sort=False, observed=True)
     frames = []
     for metric, dataset in datasets.items():
         if metric not in by_metric.groups:
@@ -423,7 +424,9 @@ def assemble(run: RawRun, options: ImportOptions) -> tuple[pd.DataFrame, RunRepo
         if frames
         else pd.DataFrame({"step": pd.Series(dtype=np.int64), "dataset": [], "loss": []})
     )
-    _check_one_metric_per_dataset(rows, datasets, run)
+    collapsed = len(rows)
+    rows = _one_metric_per_dataset(rows, datasets, run)
+    dropped[SAME_LOSS_TWICE] += collapsed - len(rows)
     rows = rows.sort_values(["dataset", "step"], kind="stable").reset_index(drop=True)
     steps = rows["step"].to_numpy(dtype=np.int64)
 
@@ -547,17 +550,17 @@ def _datasets(
     return out
 
 
-def _check_one_metric_per_dataset(
+def _one_metric_per_dataset(
     rows: pd.DataFrame, datasets: Mapping[str, str], run: RawRun
-) -> None:
-    """Two mapped metrics giving different losses for one (dataset, step) are a conflict."""
+) -> pd.DataFrame:
+    """Rows with one loss per (dataset, step): two mapped metrics that give the same value
+    there collapse into one row; different values are a conflict."""
     clash = rows.duplicated(["dataset", "step"], keep=False)
     if not clash.any():
-        return
+        return rows
     sub = rows[clash]
     if sub.groupby(["dataset", "step"])["loss"].nunique().max() <= 1:
-        rows.drop_duplicates(["dataset", "step"], inplace=True)
-        return
+        return rows.drop_duplicates(["dataset", "step"])
     dataset, step = sub.iloc[0]["dataset"], int(sub.iloc[0]["step"])
     metrics = [m for m, d in datasets.items() if d == dataset]
     raise InputError(

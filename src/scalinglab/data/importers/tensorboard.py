@@ -15,18 +15,23 @@ folder's path below the directory); its files are read in name order, which is t
 from __future__ import annotations
 
 import struct
+from array import array
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from scalinglab.data.importers.base import RawRun, points_frame, require
+from scalinglab.data.importers.base import RawRun, require
 from scalinglab.errors import InputError
 
 EXTRA = "tensorboard"
 _CASTAGNOLI = 0x82F63B78
 _MASK_DELTA = 0xA282EAD8
+#: records whose checksums are verified together
+_CHUNK = 65536
 _KINDS = {"histo": "histogram", "image": "image", "audio": "audio", "tensor": "tensor"}
 
 
@@ -61,36 +66,36 @@ def masked_crc32c(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -
     return out
 
 
-def _frames(data: bytes, name: str, dropped: Counter[str]) -> tuple[list[int], list[int]]:
-    """Starts and lengths of every intact record; damaged ones are counted in ``dropped``."""
-    offsets, lengths = [], []
-    size, pos = len(data), 0
+def _frames(data: bytes, name: str, dropped: Counter[str]) -> Iterator[tuple[int, int]]:
+    """Start and length of every intact record, checked ``_CHUNK`` records at a time (so
+    memory stays bounded); damaged records are counted in ``dropped``."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
     unpack = struct.Struct("<Q").unpack_from
-    while pos + 12 <= size:
-        (length,) = unpack(data, pos)
-        if pos + 16 + length > size:
+    size, pos = len(data), 0
+    while True:
+        offsets: list[int] = []
+        lengths: list[int] = []
+        while pos + 12 <= size and len(offsets) < _CHUNK:
+            (length,) = unpack(data, pos)
+            if pos + 16 + length > size:
+                break
+            offsets.append(pos)
+            lengths.append(length)
+            pos += 16 + length
+        if not offsets:
             break
-        offsets.append(pos)
-        lengths.append(length)
-        pos += 16 + length
+        start = np.asarray(offsets, dtype=np.int64)
+        length = np.asarray(lengths, dtype=np.int64)
+        stored = buffer[(start + 8)[:, None] + np.arange(4)].copy().view("<u4")[:, 0]
+        header_ok = masked_crc32c(buffer, start, np.full_like(length, 8)) == stored
+        stored = buffer[(start + 12 + length)[:, None] + np.arange(4)].copy().view("<u4")[:, 0]
+        data_ok = masked_crc32c(buffer, start + 12, length) == stored
+        bad = ~(header_ok & data_ok)
+        if bad.any():
+            dropped[f"corrupt record in {name} (checksum mismatch)"] += int(bad.sum())
+        yield from zip((start[~bad] + 12).tolist(), length[~bad].tolist(), strict=True)
     if pos < size:
         dropped[f"truncated record at the end of {name} (the writer stopped mid-write)"] += 1
-    if not offsets:
-        return [], []
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    start = np.asarray(offsets, dtype=np.int64)
-    length = np.asarray(lengths, dtype=np.int64)
-    header_ok = masked_crc32c(buffer, start, np.full_like(length, 8)) == np.frombuffer(
-        buffer[(start + 8)[:, None] + np.arange(4)].tobytes(), dtype="<u4"
-    )
-    data_end = start + 12 + length
-    data_ok = masked_crc32c(buffer, start + 12, length) == np.frombuffer(
-        buffer[data_end[:, None] + np.arange(4)].tobytes(), dtype="<u4"
-    )
-    bad = ~(header_ok & data_ok)
-    if bad.any():
-        dropped[f"corrupt record in {name} (checksum mismatch)"] += int(bad.sum())
-    return (start[~bad] + 12).tolist(), length[~bad].tolist()
 
 
 def _hparams(content: bytes, plugin_data_pb2: Any) -> dict[str, Any]:
@@ -127,15 +132,17 @@ def read_event_files(files: list[Path], run_id: str, source: str) -> RawRun:
     )
     start_status = event_pb2.SessionLog.START
     parse = event_pb2.Event.FromString
-    tags: list[str] = []
-    steps: list[int] = []
-    values: list[float] = []
+    # points as compact arrays (tag codes, steps, values): a million points take 20 MB
+    codes: dict[str, int] = {}
+    tags = array("i")
+    steps = array("q")
+    values = array("d")
     restarts: list[tuple[int, int]] = []
     dropped: Counter[str] = Counter()
     config: dict[str, Any] = {}
     for path in files:
         data = path.read_bytes()
-        for start, length in zip(*_frames(data, path.name, dropped), strict=True):
+        for start, length in _frames(data, path.name, dropped):
             try:
                 event = parse(data[start : start + length])
             except Exception:  # protobuf's DecodeError: the checksum passed but not the schema
@@ -151,7 +158,7 @@ def read_event_files(files: list[Path], run_id: str, source: str) -> RawRun:
             for value in event.summary.value:
                 kind = value.WhichOneof("value")
                 if kind == "simple_value":
-                    tags.append(value.tag)
+                    tags.append(codes.setdefault(value.tag, len(codes)))
                     steps.append(event.step)
                     values.append(value.simple_value)
                     continue
@@ -161,16 +168,24 @@ def read_event_files(files: list[Path], run_id: str, source: str) -> RawRun:
                     continue
                 scalar = _tensor_scalar(value.tensor) if kind == "tensor" else None
                 if scalar is None or plugin not in ("", "scalars"):
-                    what = plugin or _KINDS.get(kind or "", kind or "empty")
-                    dropped[f"not a scalar ({what} summary)"] += 1
+                    label = plugin or _KINDS.get(kind or "", kind or "empty")
+                    dropped[f"not a scalar ({label} summary)"] += 1
                     continue
-                tags.append(value.tag)
+                tags.append(codes.setdefault(value.tag, len(codes)))
                 steps.append(event.step)
                 values.append(scalar)
     return RawRun(
         run_id=run_id,
         source=source,
-        points=points_frame(tags, steps, values),
+        points=pd.DataFrame(
+            {
+                "metric": pd.Categorical.from_codes(
+                    np.frombuffer(tags, np.int32), categories=pd.Index(list(codes))
+                ),
+                "step": np.frombuffer(steps, np.int64),
+                "value": np.frombuffer(values, np.float64),
+            }
+        ),
         config=config,
         restarts=restarts,
         dropped=dropped,

@@ -129,6 +129,32 @@ def read_offline_run(path: Path) -> RawRun:
     return run
 
 
+def read_offline_runs(files: list[Path]) -> list[RawRun]:
+    """Offline runs from their ``.wandb`` files; a resumed run's segments become one run.
+
+    ``wandb.init(id=…, resume=…)`` offline writes each segment to its own
+    ``offline-run-TIME-ID`` folder: the segments are joined in time order (the folder names),
+    and the restart rule keeps each segment's points over the previous one's.
+    """
+    by_id: dict[str | None, list[RawRun]] = {}
+    for path in sorted(files, key=lambda p: p.parent.name):
+        run = read_offline_run(path)
+        by_id.setdefault(run.uid, []).append(run)
+    out = []
+    for segments in by_id.values():
+        first = segments[0]
+        for later in segments[1:]:
+            first.points = pd.concat([first.points, later.points], ignore_index=True)
+            first.config.update(later.config)
+            first.dropped.update(later.dropped)
+            first.run_id = later.run_id
+            first.source += f", {later.source}"
+        if len(segments) > 1:
+            first.notes.append(f"joined {len(segments)} resumed segments of W&B run {first.uid}")
+        out.append(first)
+    return out
+
+
 def history_run(
     rows: Iterable[Mapping[str, Any]], run_id: str, source: str, config: dict[str, Any]
 ) -> RawRun:

@@ -72,3 +72,24 @@ def test_library_fit_takes_a_path_and_columns(perplexity_table: Path) -> None:
     )
     direct = scalinglab.fit(isoflop_sweep(), "chinchilla")
     assert result.params == pytest.approx(direct.params, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("command", "options"),
+    [
+        (["fit"], ["--column", "--dataset", "--loss-unit"]),
+        (["isoflop"], ["--column", "--dataset", "--loss-unit"]),
+        (["report"], ["--column", "--dataset", "--loss-unit"]),
+        (["backtest", "data"], ["--column", "--dataset", "--loss-unit"]),
+        # transfer names its datasets with --x and --y
+        (["transfer", "fit"], ["--column", "--loss-unit"]),
+        (["transfer", "matrix"], ["--column", "--loss-unit"]),
+        (["transfer", "translate"], ["--column", "--loss-unit"]),
+        (["transfer", "backtest"], ["--column", "--loss-unit"]),
+    ],
+)
+def test_data_reading_commands_share_the_options(command: list[str], options: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in options:
+        assert option in result.output, (command, option)

@@ -242,3 +242,14 @@ def test_every_readme_import_command_runs(
         result = CliRunner().invoke(app, shlex.split(command)[1:])
         assert result.exit_code == 0, f"{command}\n{result.output}"
         assert "new rows" in result.output, command
+
+
+def test_wandb_online_without_credentials_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the online path needs network and an API key; without a key it fails before any request
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", "/nonexistent-wandb-config")
+    monkeypatch.setenv("NETRC", "/nonexistent-netrc")
+    with pytest.raises(InputError, match="cannot read W&B runs at team/ladder/abc123"):
+        import_runs("wandb://team/ladder/abc123", params=1, tokens_per_step=1)
+    with pytest.raises(InputError, match=r"wandb://ENTITY/PROJECT\[/RUN_ID\]"):
+        import_runs("wandb://just-a-name", params=1, tokens_per_step=1)

@@ -250,11 +250,11 @@ def _missing(value: Any) -> bool:
 def read_online(path: str) -> list[RawRun]:
     """Runs of ``ENTITY/PROJECT`` (every run) or ``ENTITY/PROJECT/RUN_ID`` through the API."""
     wandb = require("wandb", EXTRA, "reading W&B runs")
-    api = wandb.Api()
     parts = path.strip("/").split("/")
     if len(parts) not in (2, 3):
         raise InputError(f"a W&B path is wandb://ENTITY/PROJECT[/RUN_ID], got wandb://{path}")
     try:
+        api = wandb.Api()
         runs = [api.run(path)] if len(parts) == 3 else list(api.runs("/".join(parts)))
     except Exception as err:  # the API raises its own CommError, ValueError...
         raise InputError(f"cannot read W&B runs at {path}: {err}") from None

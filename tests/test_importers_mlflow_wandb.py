@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,46 +27,43 @@ def loss(step: int) -> float:
     return 4.0 / (1 + step) ** 0.25
 
 
-MLFLOW_SCRIPT = """
-import sys
-from mlflow.tracking import MlflowClient
-from mlflow.entities import Metric, Param
+def write_mlflow(uri: str) -> None:
+    """Runs logged through MLflow's client, as training scripts log them."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
 
-client = MlflowClient(tracking_uri=sys.argv[1])
-experiment = client.create_experiment("ladder")
-def run(name, steps, offset=0.0, params=None, start_ms=0):
-    info = client.create_run(experiment, run_name=name).info
-    client.log_batch(info.run_id, params=[Param(k, str(v)) for k, v in (params or {}).items()])
-    metrics = []
-    for i, step in enumerate(steps):
-        t = start_ms + i
-        metrics += [Metric("train/loss", 4.0 / (1 + step) ** 0.25 + offset, t, step),
-                    Metric("lr", 1e-3, t, step)]
-    client.log_batch(info.run_id, metrics=metrics)
-    client.set_terminated(info.run_id)
-    return info.run_id
-run("small", range(0, 30), params={"num_params": 1.5e7, "tokens_per_step": 65536, "seed": 1})
-# crashed after step 24, resumed into the same MLflow run from its step-20 checkpoint
-rid = run("resumed", range(0, 25), offset=1.0, params={"num_params": 5e7, "tokens_per_step": 4096})
-metrics = [Metric("train/loss", 4.0 / (1 + s) ** 0.25, 10_000 + s, s) for s in range(20, 40)]
-client.log_batch(rid, metrics=metrics)
-run("dup", range(1, 3), params={"num_params": 1e6, "tokens_per_step": 1})
-run("dup", range(1, 3), params={"num_params": 2e6, "tokens_per_step": 1})
-"""
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("ladder")
+
+    def run(name: str, steps: range, offset: float, params: dict[str, float]) -> str:
+        run_id = client.create_run(experiment, run_name=name).info.run_id
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        metrics = []
+        for i, step in enumerate(steps):
+            metrics += [Metric("train/loss", loss(step) + offset, i, step),
+                        Metric("lr", 1e-3, i, step)]  # fmt: skip
+        client.log_batch(run_id, metrics=metrics)
+        client.set_terminated(run_id)
+        return run_id
+
+    run("small", range(0, 30), 0.0, {"num_params": 1.5e7, "tokens_per_step": 65536, "seed": 1})
+    # crashed after step 24, resumed into the same MLflow run from its step-20 checkpoint
+    resumed = run("resumed", range(0, 25), 1.0, {"num_params": 5e7, "tokens_per_step": 4096})
+    later = [Metric("train/loss", loss(s), 10_000 + s, s) for s in range(20, 40)]
+    client.log_batch(resumed, metrics=later)
+    run("dup", range(1, 3), 0.0, {"num_params": 1e6, "tokens_per_step": 1})
+    run("dup", range(1, 3), 0.0, {"num_params": 2e6, "tokens_per_step": 1})
 
 
 @pytest.fixture(scope="module")
-def mlflow_stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def mlflow_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("mlflow")
     uris = {"sqlite": f"sqlite:///{root / 'mlflow.db'}", "file": (root / "mlruns").as_uri()}
-    for uri in uris.values():  # one process each: MLflow caches its stores per URI
-        subprocess.run(
-            [sys.executable, "-c", MLFLOW_SCRIPT, uri],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true"},
-        )
-    return uris
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 writes it only when asked
+        for uri in uris.values():
+            write_mlflow(uri)
+        yield uris
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "file"])

@@ -67,3 +67,17 @@ def test_the_command_imports_the_trained_logs_into_a_store(trained: Path, tmp_pa
     assert json.loads(result.stdout)["stored"]["new"] == 24
     fit = CliRunner().invoke(app, ["runs", "list", str(store)])
     assert "tiny-s0" in fit.stdout
+
+
+def test_importing_the_logs_into_the_training_store_adds_nothing(trained: Path) -> None:
+    store = trained / "runs.sqlite"
+    before = load_observations(store)
+    result = CliRunner().invoke(
+        app, ["import", str(trained / "mlflow.db"), "--store", str(store), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stored"] == {"new": 0, "unchanged": 24, "changed": 0}
+    after = load_observations(store)
+    pd.testing.assert_frame_equal(before, after)
+    runs = CliRunner().invoke(app, ["runs", "list", str(store), "--json"])
+    assert json.loads(runs.stdout)[0]["status"] == "finished"

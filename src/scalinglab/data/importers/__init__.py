@@ -282,8 +282,8 @@ def store_runs(observations: pd.DataFrame, store: str | Path) -> ImportReport:
     """Write imported runs (from :func:`import_runs`) into a run store, idempotently.
 
     Rows are keyed by (run, step, dataset): importing the same source again rewrites the
-    same rows and adds none. Runs new to the store get status ``imported``; a run already
-    there keeps its status.
+    same rows and adds none. Runs new to the store get status ``imported`` and their config;
+    a run already there keeps its own config and status.
 
     Returns
     -------
@@ -303,13 +303,14 @@ def store_runs(observations: pd.DataFrame, store: str | Path) -> ImportReport:
     before = run_store.observations(run_ids=present)[key + values] if present else None
     families = observations.groupby("run_id", sort=False)["family"].first()
     for run_id in ids:
-        status = str(known.loc[run_id, "status"]) if run_id in known.index else "imported"
+        if run_id in known.index:  # a run the store has keeps its own config and status
+            continue
         family = families.get(run_id)
         run_store.add_run(
             run_id,
             configs.get(run_id, {}),
             family=None if pd.isna(family) else str(family),
-            status=status,
+            status="imported",
         )
     run_store.add_observations(observations[list(CANONICAL_COLUMNS)])
     new = observations[key + values]

@@ -40,7 +40,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--log-to=tensorboard", "--log-to=mlflow", "--log-to=wandb", "--json",
         ]  # fmt: skip
         result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+        assert result.exit_code == 0, result.output
+        # the same command again resumes from the last checkpoint: logs are continued, not
+        # duplicated (one MLflow run, W&B segments joined)
+        again = CliRunner().invoke(app, args)
+        assert again.exit_code == 0, again.output
+        assert json.loads(again.stdout)["resumed_from"] == 30
     return root
 
 

@@ -83,16 +83,26 @@ class _MLflow:
         experiment_id = (
             experiment.experiment_id if experiment else self.client.create_experiment(name)
         )
-        found = self.client.search_runs(
-            [experiment_id], filter_string=f"attributes.run_name = '{run_id}'", max_results=1
-        )
-        if found:  # a resumed run continues its MLflow run
-            self.run_id = found[0].info.run_id
+        found = self._find(experiment_id, run_id)
+        if found is not None:  # a resumed run continues its MLflow run
+            self.run_id = found
             self.client.update_run(self.run_id, status="RUNNING")
         else:
             self.run_id = self.client.create_run(experiment_id, run_name=run_id).info.run_id
             params = [Param(k, str(v)) for k, v in _hparams(config).items()]
             self.client.log_batch(self.run_id, params=params)
+
+    def _find(self, experiment_id: str, name: str) -> str | None:
+        """The MLflow run named ``name`` (compared here: a name may hold any character)."""
+        token = None
+        while True:
+            page = self.client.search_runs([experiment_id], max_results=1000, page_token=token)
+            for run in page:
+                if run.info.run_name == name:
+                    return str(run.info.run_id)
+            token = page.token
+            if not token:
+                return None
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         import time

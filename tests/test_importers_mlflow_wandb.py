@@ -68,11 +68,10 @@ def mlflow_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
 @pytest.mark.parametrize("backend", ["sqlite", "file"])
 def test_mlflow_runs_params_and_restarts(mlflow_stores: dict[str, str], backend: str) -> None:
-    uri = mlflow_stores[backend]
-    source = uri.removeprefix("sqlite:///") if backend == "sqlite" else uri
-    if backend == "sqlite":
-        assert detect_kind(source) == "mlflow"
-    table = import_runs(source, kind="mlflow")
+    # the paths users have: the database file, or the mlruns folder
+    source = mlflow_stores[backend].removeprefix("sqlite:///").removeprefix("file://")
+    assert detect_kind(source) == "mlflow"
+    table = import_runs(source)
     runs = sorted(table["run_id"].unique())
     assert runs[:2] == ["dup-" + runs[0][4:], "dup-" + runs[1][4:]] and runs[2:] == [
         "resumed",

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
-from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt
+from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, read_data
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.fitting import Fit, fit
@@ -40,8 +40,6 @@ def load_table(
     path: Path, columns: list[str] | None = None, loss_unit: str = "nats"
 ) -> pd.DataFrame:
     """Observations from a file or run store, with optional column renames and loss unit."""
-    from scalinglab.cli.data_options import read_data
-
     return read_data(path, columns, loss_unit)
 
 

@@ -317,6 +317,9 @@ def test_text_log_with_patterns(tmp_path: Path) -> None:
     assert table[table["dataset"] == "val"][["step", "loss"]].values.tolist() == [[20, 6.5]]
     with pytest.raises(SpecError, match="--pattern"):
         import_runs(log, params=1, tokens_per_step=1)
+    folder = import_runs(tmp_path, kind="text", patterns=["iter {step}: loss {loss}"],
+                         params=1, tokens_per_step=1)  # fmt: skip
+    assert set(folder["run_id"]) == {"shakespeare"}
     with pytest.raises(InputError, match="no line matches"):
         import_runs(log, patterns=["epoch {step} loss {loss}"], params=1, tokens_per_step=1)
 

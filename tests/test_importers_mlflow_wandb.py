@@ -250,3 +250,9 @@ def test_wandb_online_without_credentials_is_one_line(monkeypatch: pytest.Monkey
         import_runs("wandb://team/ladder/abc123", params=1, tokens_per_step=1)
     with pytest.raises(InputError, match=r"wandb://ENTITY/PROJECT\[/RUN_ID\]"):
         import_runs("wandb://just-a-name", params=1, tokens_per_step=1)
+
+
+def test_a_mistyped_mlflow_path_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file or folder"):
+        import_runs(tmp_path / "mlfow.db", kind="mlflow")
+    assert not (tmp_path / "mlfow.db").exists()

@@ -153,9 +153,15 @@ def _read(
 
         return read_hf(Path(source))
     if kind == "text":
-        from scalinglab.data.importers.text import read_text
+        from scalinglab.data.importers.text import TEXT_SUFFIXES, read_text
 
-        return [read_text(Path(source), patterns)]
+        path = Path(source)
+        if not path.is_dir():
+            return [read_text(path, patterns)]
+        logs = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+        if not logs:
+            raise InputError(f"no text logs ({', '.join(TEXT_SUFFIXES)}) under {path}")
+        return [read_text(log, patterns) for log in logs]
     raise SpecError(f"--from must be one of {', '.join(KINDS)}, got '{kind}'")
 
 

@@ -23,11 +23,19 @@ MLFLOW_TABLES = frozenset({"experiments", "runs", "metrics", "params"})
 
 
 def tracking_uri(source: str | Path) -> str:
-    """A tracking URI for a path (a ``.db`` file or an ``mlruns`` folder) or a URI."""
+    """A tracking URI for a path (a ``.db`` file or an ``mlruns`` folder) or a URI.
+
+    Raises
+    ------
+    InputError
+        For a path that does not exist.
+    """
     text = str(source)
     if "://" in text or text.startswith("file:"):
         return text
     path = Path(text).resolve()
+    if not path.exists():  # MLflow would create an empty database there
+        raise InputError(f"no such file or folder: {text}")
     if path.is_dir():
         return path.as_uri()
     return f"sqlite:///{path}"

@@ -6,7 +6,7 @@ A pattern is the line's text with ``{name}`` where a number stands:
 required; every other name is a metric (``{loss}``, ``{val_loss}``, ``{lr}``,
 ``{tokens}``...), mapped to datasets like any source's. Each line is tried against the
 patterns in order and the first match counts; lines that match none are not points. One
-file is one run, named by the file's stem.
+file is one run, named by the file's stem (a folder: every ``.log``, ``.txt``, ``.out`` in it).
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def read_text(path: Path, patterns: Sequence[str]) -> RawRun:
     step: list[int] = []
     value: list[float] = []
     matched: Counter[str] = Counter()
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
     with path.open(errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
             for regex, names in compiled:

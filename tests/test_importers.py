@@ -355,3 +355,15 @@ def test_a_missing_library_names_the_extra(tb_logs: Path, monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "tensorboard.compat.proto.event_pb2", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'scalinglab\[tensorboard\]'"):
         import_runs(tb_logs / "small", params=1, tokens_per_step=1)
+
+
+def test_a_logger_without_its_library_fails_before_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scalinglab.training.config import TrainConfig
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'scalinglab\[mlflow\]'"):
+        TrainConfig(steps=10, log_to=("mlflow",))
+    with pytest.raises(SpecError, match="unknown logger comet"):
+        TrainConfig(steps=10, log_to=("comet",))

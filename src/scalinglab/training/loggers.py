@@ -12,12 +12,13 @@ importers' restart rule keeps the later points.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from scalinglab.data.importers.base import flatten_config, require
-from scalinglab.errors import SpecError
+from scalinglab.errors import MissingDependencyError, SpecError
 
 #: the loggers ``TrainConfig.log_to`` may name
 LOGGERS: tuple[str, ...] = ("tensorboard", "mlflow", "wandb")
@@ -34,10 +35,23 @@ class RunLogger(Protocol):
 
 
 def check_loggers(names: tuple[str, ...]) -> None:
-    """Raise :class:`SpecError` for a logger name that is not one of :data:`LOGGERS`."""
+    """Check logger names, and that their libraries are installed, before any training.
+
+    Raises
+    ------
+    SpecError
+        For a name that is not one of :data:`LOGGERS`.
+    MissingDependencyError
+        For a logger whose library is missing (the message names the extra).
+    """
     unknown = [n for n in names if n not in LOGGERS]
     if unknown:
         raise SpecError(f"log_to: unknown logger {', '.join(unknown)}; choose from {LOGGERS}")
+    for name in names:
+        if importlib.util.find_spec(name) is None:  # the extra is named as its library
+            raise MissingDependencyError(
+                f"log_to {name} needs the '{name}' package: pip install 'scalinglab[{name}]'"
+            )
 
 
 def _hparams(config: Mapping[str, Any]) -> dict[str, float | str | bool]:

@@ -371,9 +371,9 @@ def _train(
 
     run_id = config.name
     store = _store_for(config) if info.is_main else None
+    loggers = open_run_loggers(config, counts.total, counts.nonembedding) if info.is_main else None
     if store is not None:
         store.add_run(run_id, config.to_dict(), family=config.family, status="running")
-    loggers = open_run_loggers(config, counts.total, counts.nonembedding) if info.is_main else None
     eval_steps, ckpt_steps = set(config.eval_steps()), set(config.checkpoint_steps())
     windows = {
         name: eval_windows(tokens, config.context, config.eval_tokens)

@@ -11,7 +11,7 @@ The report package draws the result (:func:`scalinglab.report.study_report.build
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ import pandas as pd
 
 from scalinglab.data import RunStore, file_format, load_observations
 from scalinglab.data.runs import final_rows
+from scalinglab.data.schema import LossUnit
 from scalinglab.errors import FitError, InputError, ScalingLabError, SpecError
 from scalinglab.evaluation.backtest import FitChoice, backtest_family
 from scalinglab.evaluation.transfer import (
@@ -446,14 +447,20 @@ def run_study(
         return [f.result() for f in futures]
 
 
-def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """Observations from any source the data package reads.
+def load(
+    source: str | Path | pd.DataFrame,
+    *,
+    columns: Mapping[str, str] | None = None,
+    loss_unit: LossUnit = "nats",
+) -> pd.DataFrame:
+    """Observations from any source the data package reads (``columns``, ``loss_unit`` as
+    :func:`~scalinglab.data.load_observations` takes them).
 
     From a run store, each run's learning-rate schedule (its config's spec, resolved to the
     run's length) is attached as a ``schedule`` column: curve laws need the schedule at every
     step, not only the learning rate logged at evaluations.
     """
-    table = load_observations(source)
+    table = load_observations(source, columns=columns, loss_unit=loss_unit)
     if isinstance(source, pd.DataFrame) or file_format(Path(source)) != "sqlite":
         return table
     runs = RunStore(source, create=False).runs()

@@ -12,6 +12,7 @@ import typer
 from rich.text import Text
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, read_data
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.fitting import Diagnostic, Fit, fit
@@ -37,20 +38,11 @@ def parse_float(text: str, what: str) -> float:
         raise SpecError(f"{what}: '{text}' is not a number") from None
 
 
-def load_table(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Observations from a file or run store, with optional column renames.
-
-    A run store's runs also get their learning-rate ``schedule`` (see
-    :func:`scalinglab.study.load`).
-    """
-    from scalinglab.data import file_format, load_observations
-
-    mapping = parse_assignments(columns, "--column")
-    if not mapping and path.suffix and file_format(path) == "sqlite":
-        from scalinglab.study import load
-
-        return load(path)
-    return load_observations(path, columns=mapping or None)
+def load_table(
+    path: Path, columns: list[str] | None = None, loss_unit: str = "nats"
+) -> pd.DataFrame:
+    """Observations from a file or run store, with optional column renames and loss unit."""
+    return read_data(path, columns, loss_unit)
 
 
 @app.command("fit")
@@ -96,9 +88,8 @@ def fit_command(
     overestimate_penalty: Annotated[
         float, typer.Option(help="Multiplier on the loss of over-predicted points.")
     ] = 1.0,
-    column: Annotated[
-        list[str] | None, typer.Option(help="Map a column: THEIRS=ours (e.g. 'Model Size=params').")
-    ] = None,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     search: Annotated[
         str,
         typer.Option(
@@ -113,7 +104,7 @@ def fit_command(
     from scalinglab.data import select_runs
     from scalinglab.fitting import select_dataset
 
-    table = load_table(data, column)
+    table = load_table(data, column, loss_unit)
     law_obj = get_law(law)
     rows = select_dataset(table, dataset)
     notes: list[str] = []

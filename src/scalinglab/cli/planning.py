@@ -9,6 +9,7 @@ import typer
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
 from scalinglab.cli.compute import load_table
+from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.fitting import Fit
@@ -83,14 +84,13 @@ def isoflop_command(
         bool, typer.Option(help="Skip budgets without an interior minimum instead of failing.")
     ] = False,
     level: Annotated[float, typer.Option(help="Confidence level of the exponents.")] = 0.95,
-    column: Annotated[
-        list[str] | None, typer.Option(help="Map a column: THEIRS=ours (e.g. 'Model Size=params').")
-    ] = None,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """IsoFLOP analysis (Chinchilla approach 2): a parabola per budget, power laws in C."""
     result = isoflop_analysis(
-        load_table(data, column),
+        load_table(data, column, loss_unit),
         budget_column=budget_column,
         budgets=budget,
         rel_tol=rel_tol,

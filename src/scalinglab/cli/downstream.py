@@ -145,22 +145,22 @@ def _check_bootstrap(bootstrap: int) -> None:
 
 
 def fit_rows(result: DownstreamFit) -> list[dict[str, Any]]:
-    """One row per target: chance, verdict, the chosen form and its parameters."""
+    """One row per target: chance, verdict, the chosen form and its backtest errors
+    (parameters are in ``--json`` and the saved fit)."""
     rows = []
     for target in result.targets:
         verdict = result.verdicts.get(target)
-        form = result.selected_form(target)
-        params = result.fits[target][form].params
-        rows.append(
-            {
-                "target": target,
-                "chance_error": result.chance.get(target),
-                "status": verdict.status if verdict else "unassessed",
-                "form": form,
-                "backtest_mae": verdict.backtest_mae.get(form) if verdict else None,
-                "parameters": ", ".join(f"{k}={fmt(v)}" for k, v in params.items()),
-            }
-        )
+        row: dict[str, Any] = {
+            "target": target,
+            "chance_error": "" if result.chance.get(target) is None else result.chance[target],
+            "status": verdict.status if verdict else "unassessed",
+            "form": result.selected_form(target),
+        }
+        if verdict is not None:
+            for form, mae in verdict.backtest_mae.items():
+                row[f"mae_{form}"] = mae
+            row["no_fit_mae"] = "" if verdict.persistence_mae is None else verdict.persistence_mae
+        rows.append(row)
     return rows
 
 
@@ -236,7 +236,11 @@ def fit_command(
             f"{result.options['min_multiplier']}): {params}",
             highlight=False,
         )
-    print_table(fit_rows(result), title=f"downstream fits ({table.source}, {len(table.runs)} runs)")
+    rows = fit_rows(result)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    print_table(
+        rows, title=f"downstream fits ({table.source}, {len(table.runs)} runs)", columns=columns
+    )
     _print_status_counts(result)
     shown = relevant_warnings(result)
     for w in shown:

@@ -634,7 +634,7 @@ def _log_noise(
             f"law '{fit.law.name}' cannot give prediction intervals: its data leave no degrees "
             "of freedom to measure run-to-run noise (add runs, or ask for confidence intervals)"
         )
-    offsets = fit.noise.sd_log * rng.standard_t(fit.noise.dof, size=shape)
+    offsets = fit.noise.log_offsets(rng, shape)
     if floor > fit.noise.sd_log:
         offsets += math.sqrt(floor**2 - fit.noise.sd_log**2) * rng.standard_normal(shape)
     return offsets

@@ -6,6 +6,7 @@ torch is imported only when a command runs, so the rest of the CLI works without
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from pathlib import Path
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from scalinglab.training.sweep import RunOutcome
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (no progress bar).")]
+LogToOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Also log to tensorboard, mlflow or wandb (offline), beside the store."),
+]
 
 
 def _require_torch() -> None:
@@ -81,6 +86,7 @@ def train_command(
         ),
     ] = None,
     run_id: Annotated[str | None, typer.Option(help="Name of the run in the store.")] = None,
+    log_to: LogToOpt = None,
     out_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folder (default runs/<run_id>).")
     ] = None,
@@ -121,6 +127,7 @@ def train_command(
         "store": store or default_store(),
         "run_id": run_id,
         "out_dir": str(out_dir) if out_dir is not None else None,
+        "log_to": log_to,
     }
     settings.update({k: v for k, v in given.items() if v is not None})
     if steps is not None:
@@ -186,6 +193,7 @@ def sweep_command(
         str | None,
         typer.Option(help="A running Ray cluster ('auto', 'ray://head:10001'); implies ray."),
     ] = None,
+    log_to: LogToOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the runs without training.")
     ] = False,
@@ -215,6 +223,8 @@ def sweep_command(
         typer.echo(PRESETS[preset], nl=False)
         return
     sweep = load_sweep(preset if preset is not None else str(spec))
+    if log_to:
+        sweep = dataclasses.replace(sweep, base={**sweep.base, "log_to": log_to})
     out = out_dir if out_dir is not None else Path("runs") / sweep.name
     store_path = store or default_store() or str(out / "runs.sqlite")
     if dry_run:

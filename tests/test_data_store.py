@@ -269,7 +269,7 @@ def test_every_reader_takes_a_postgresql_url(
     sizes, budgets = (1e7, 3e7, 1e8), (1e9, 3e9, 1e10)
     rows = [
         {
-            "run_id": f"n{n:.0e}",
+            "run_id": f"n{n:.0e}-d{d:.0e}",
             "params": n,
             "tokens": d,
             "loss": 1.7 + 400 / n**0.34 + 410 / d**0.28,
@@ -290,7 +290,7 @@ def test_every_reader_takes_a_postgresql_url(
     monkeypatch.setenv("SCALINGLAB_STORE", postgres_url)
     listed = CliRunner().invoke(app, ["runs", "list", "--json"])
     assert listed.exit_code == 0, listed.output
-    assert {r["run_id"] for r in json.loads(listed.stdout)} == {"n1e+07", "n3e+07", "n1e+08"}
+    assert {r["run_id"] for r in json.loads(listed.stdout)} == {r["run_id"] for r in rows}
 
 
 @pytest.mark.parametrize(

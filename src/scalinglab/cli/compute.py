@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import console, fmt, note, print_json, print_table, user_errors
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
-from scalinglab.fitting import Fit, fit
 from scalinglab.laws import available_laws, get_law
 
 
@@ -77,6 +76,8 @@ def fit_command(
     """Fit a compute scaling law to a table of runs."""
     table = load_table(data, column)
     fixed = {k: parse_float(v, f"--fix {k}") for k, v in parse_assignments(fix, "--fix").items()}
+    from scalinglab.fitting import fit  # scipy: imported by the commands that fit
+
     result = fit(
         table,
         law,
@@ -116,7 +117,7 @@ def fit_command(
         f" · converged: {result.converged} · {result.search_summary()}"
     )
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        note("warning", w)
     if out is not None:
         console.print(f"saved to {out}")
 
@@ -132,6 +133,8 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Forecast the loss of a model from a saved fit, with a bootstrap interval."""
+    from scalinglab.fitting import Fit
+
     result = Fit.load(fit_file)
     given = {"params": params, "tokens": tokens, "flops": flops}
     x: dict[str, np.ndarray] = {}

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import console, fmt, markup, note, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.data.schema import LOSS_UNITS, LossUnit
@@ -153,7 +153,7 @@ def _print_report(report: BacktestReport, title: str) -> None:
         )
     print_table(_records(report.best(), "choice"), title="fitting choices, best first")
     for family, reason in sorted(report.skipped.items()):
-        console.print(f"[yellow]skipped[/] {family}: {reason}", highlight=False)
+        note("skipped", f"{family}: {reason}")
 
 
 def _finish(report: BacktestReport, heatmap: Path | None, out: Path | None) -> dict[str, Any]:
@@ -224,8 +224,8 @@ def data_command(
         print_json(report.to_dict() | extra | {"notes": notes})
         return
     _print_report(report, f"backtest of {name} (target {results[0].target})")
-    for note in notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for message in notes:
+        note("note", message)
     for key, path in extra.items():
         console.print(f"{key}: {path}")
 
@@ -306,13 +306,12 @@ def recommend_command(
         _records(rank, "choice"),
         title=f"fitting choices on {result.family}, best first (backtest ARE)",
     )
-    console.print(
-        f"recommended: [bold]{result.best_choice}[/] ({CHOICES[result.best_choice].describe()})"
-    )
+    best = result.best_choice
+    console.print(markup("recommended: [bold]{}[/] ({})", best, CHOICES[best].describe()))
     print_table([{"parameter": n, "value": v} for n, v in result.params.items()], title="fit")
     print_table(_records(result.forecast), title="forecast")
     best_are = float(rank["median_are"].iloc[0])
     if math.isfinite(best_are):
         console.print(f"expected error of this forecast (backtest median ARE): {fmt(best_are)}")
-    for note in [*result.notes, *result.fit.warnings]:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for message in [*result.notes, *result.fit.warnings]:
+        note("note", message)

@@ -85,7 +85,7 @@ def to_jsonable(obj: Any) -> Any:
 
 def print_json(obj: Any) -> None:
     """Print ``obj`` as indented JSON on stdout (the ``--json`` output of every command)."""
-    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2) + "\n")
+    sys.stdout.write(json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------

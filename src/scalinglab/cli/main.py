@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 #: every top-level command: name → (module that registers it, the help line listed by --help);
 #: tests/test_cli_main.py checks that this matches what the modules register
@@ -110,19 +110,20 @@ class LazyGroup(TyperGroup):
 
 
 def _show_no_type_for_flags() -> None:
-    """Typer prints ``<bool>`` after every flag (``--json <bool>``); a flag takes no value."""
-    shown = TyperOption.display_type_rich
+    """Typer prints ``<bool>`` after every flag (``--json <bool>``), though a flag takes no
+    value, and ``<list[str]>`` after repeatable options: show nothing, and ``<str>...``."""
+    for cls in (TyperOption, TyperArgument):
+        shown = cls.display_type_rich
 
-    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
-        if self.is_flag:
-            return None
-        label = shown(self, ctx)
-        # a repeatable option: "<str>..." rather than "<list[str]>"
-        if label is not None and label.startswith("<list[") and label.endswith("]>"):
-            return f"<{label[6:-2]}>..."
-        return label
+        def display_type_rich(self: Any, ctx: Any, shown: Any = shown) -> str | None:
+            if getattr(self, "is_flag", False):
+                return None
+            label = shown(self, ctx)
+            if label is not None and label.startswith("<list[") and label.endswith("]>"):
+                return f"<{label[6:-2]}>..."
+            return label
 
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+        cls.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
 _show_no_type_for_flags()

@@ -181,3 +181,21 @@ def test_example_out_is_for_the_compute_kind_only(tmp_path: Path) -> None:
     assert res.exit_code == 0 and (tmp_path / "runs.parquet").exists()
     res = runner.invoke(app, ["example", "--kind", "curves", "--out", str(tmp_path / "x.csv")])
     assert res.exit_code == 2 and "--out-dir" in res.output
+
+
+def test_shell_completion_reaches_lazily_loaded_commands() -> None:
+    exe = str(Path(sys.executable).parent / "scalinglab")
+
+    def complete(words: str) -> list[str]:
+        env = {
+            "_SCALINGLAB_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+            "PATH": "",
+        }
+        out = subprocess.run([exe], env=env, capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    assert complete("scalinglab cu") == ["curve"]
+    assert complete("scalinglab curve f") == ["fit"]
+    assert complete("scalinglab fit --boo") == ["--bootstrap"]

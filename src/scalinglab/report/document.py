@@ -218,7 +218,8 @@ h1{border-bottom:2px solid #3465a4;padding-bottom:.2em}h2{margin-top:2em;color:#
 table{border-collapse:collapse;font-size:.9em}
 caption{text-align:left;font-weight:600;padding:.3em 0}
 th,td{border:1px solid #c8ced8;padding:.3em .6em;text-align:right;white-space:nowrap}
-th{background:#eef2f8}td.text,th.text{text-align:left;white-space:normal}
+th{background:#eef2f8}td.text,th.text{text-align:left}
+td.long{white-space:normal;min-width:16em;overflow-wrap:anywhere}
 table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
@@ -330,10 +331,17 @@ def _json_script(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
 
 
+#: text cells longer than this wrap (schedule specs); shorter ones (run ids) never do
+_LONG_TEXT = 48
+
+
 def _cell(value: Any) -> str:
     key = sort_key(value)
     text = fmt(value)
-    css = ' class="text"' if isinstance(key, str) else ""
+    css = ""
+    if isinstance(key, str):
+        css = ' class="text long"' if len(text) > _LONG_TEXT else ' class="text"'
+
     return f'<td{css} data-sort="{html.escape(str(key))}">{html.escape(text)}</td>'
 
 

@@ -199,3 +199,30 @@ def test_shell_completion_reaches_lazily_loaded_commands() -> None:
     assert complete("scalinglab cu") == ["curve"]
     assert complete("scalinglab curve f") == ["fit"]
     assert complete("scalinglab fit --boo") == ["--bootstrap"]
+
+
+def test_intervals_and_percentages_stay_numbers_for_programs() -> None:
+    from scalinglab._format import Interval, Percent
+
+    rows = [{"run": "a", "N*": Interval(2e9, 1e9, 3e9), "ARE": Percent(0.0123), "x": float("nan")}]
+    out = io.StringIO()
+    console = Console(file=out, markup=False, emoji=False, highlight=False, width=200)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_common, "console", console)
+        _common.print_table(rows)
+        mp.setattr(sys, "stdout", io.StringIO())
+        with _common.use_format(_common.OutputFormat.csv):
+            _common.print_table(rows)
+        text = sys.stdout.getvalue()  # type: ignore[attr-defined]
+        mp.setattr(sys, "stdout", io.StringIO())
+        with _common.use_format(_common.OutputFormat.json):
+            _common.print_table(rows)
+        as_json = json.loads(sys.stdout.getvalue())  # type: ignore[attr-defined]
+    assert "2B [1B, 3B]" in out.getvalue() and "1.23%" in out.getvalue()
+    assert text.splitlines() == [
+        "run,N*,N*_lo,N*_hi,ARE (%),x",
+        "a,2000000000.0,1000000000.0,3000000000.0,1.23,",
+    ]
+    assert as_json == [
+        {"run": "a", "N*": 2e9, "N*_lo": 1e9, "N*_hi": 3e9, "ARE (%)": 1.23, "x": None}
+    ]

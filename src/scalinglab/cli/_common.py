@@ -31,7 +31,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from scalinglab._format import fmt
+from scalinglab._format import Interval, Percent, fmt
 from scalinglab.errors import ScalingLabError
 
 P = ParamSpec("P")
@@ -208,12 +208,50 @@ def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -
 
 
 def _raw(value: Any) -> Any:
-    """A cell of a delimited table: the full value (shortest repr that round-trips)."""
+    """A cell of a delimited or JSON table: the full value (shortest repr that round-trips)."""
     if isinstance(value, np.generic):
         value = value.item()
-    if value is None:
-        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
+
+
+def _interval_part(row: Mapping[str, Any], column: str, part: str) -> Any:
+    value = row.get(column)
+    if isinstance(value, Interval):
+        return getattr(value, part)
+    return value if part == "value" else None
+
+
+def _in_percent(row: Mapping[str, Any], column: str) -> Any:
+    value = row.get(column)
+    return float(value) if isinstance(value, Percent) else value
+
+
+def _plain(row: Mapping[str, Any], column: str) -> Any:
+    return row.get(column)
+
+
+def _machine_rows(
+    rows: Sequence[Mapping[str, Any]], cols: list[str]
+) -> tuple[list[str], list[list[Any]]]:
+    """Rows for a program: an interval becomes three columns (``x``, ``x_lo``, ``x_hi``) and
+    a percentage its number, under a header that says ``(%)``."""
+    names: list[str] = []
+    cells: list[Callable[[Mapping[str, Any]], Any]] = []
+    for c in cols:
+        values = [r.get(c) for r in rows]
+        if any(isinstance(v, Interval) for v in values):
+            for suffix, part in (("", "value"), ("_lo", "lo"), ("_hi", "hi")):
+                names.append(c + suffix)
+                cells.append(functools.partial(_interval_part, column=c, part=part))
+        elif any(isinstance(v, Percent) for v in values):
+            names.append(c if "%" in c else f"{c} (%)")
+            cells.append(functools.partial(_in_percent, column=c))
+        else:
+            names.append(c)
+            cells.append(functools.partial(_plain, column=c))
+    return names, [[_raw(cell(r)) for cell in cells] for r in rows]
 
 
 def print_table(
@@ -231,7 +269,8 @@ def print_table(
     output_format = _output_format.get()
     cols = _columns(rows, columns)
     if output_format is OutputFormat.json:
-        print_json([{c: r.get(c) for c in cols} for r in rows])
+        names, values = _machine_rows(rows, cols)
+        print_json([dict(zip(names, v, strict=True)) for v in values])
         return
     if output_format in (OutputFormat.csv, OutputFormat.tsv):
         if title:
@@ -241,9 +280,10 @@ def print_table(
         _tables_printed.set(_tables_printed.get() + 1)
         delimiter = "," if output_format is OutputFormat.csv else "\t"
         writer = csv.writer(sys.stdout, delimiter=delimiter, lineterminator="\n")
-        if cols:
-            writer.writerow(cols)
-        writer.writerows([_raw(r.get(c)) for c in cols] for r in rows)
+        names, values = _machine_rows(rows, cols)
+        if names:
+            writer.writerow(names)
+        writer.writerows(["" if v is None else v for v in row] for row in values)
         sys.stdout.flush()
         return
     if not rows:

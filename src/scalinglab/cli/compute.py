@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, note, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    console,
+    fmt,
+    note,
+    print_json,
+    print_table,
+    progress_bar,
+    user_errors,
+)
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.laws import available_laws, get_law
@@ -78,20 +86,22 @@ def fit_command(
     fixed = {k: parse_float(v, f"--fix {k}") for k, v in parse_assignments(fix, "--fix").items()}
     from scalinglab.fitting import fit  # scipy: imported by the commands that fit
 
-    result = fit(
-        table,
-        law,
-        dataset=dataset,
-        bootstrap=bootstrap,
-        seed=seed,
-        loss=loss,
-        delta=delta,
-        fixed=fixed or None,
-        tie=parse_assignments(tie, "--tie") or None,
-        cap_irreducible=cap_irreducible,
-        overestimate_penalty=overestimate_penalty,
-        search=search,
-    )
+    with progress_bar("bootstrap refits") as progress:
+        result = fit(
+            table,
+            law,
+            dataset=dataset,
+            bootstrap=bootstrap,
+            seed=seed,
+            loss=loss,
+            delta=delta,
+            fixed=fixed or None,
+            tie=parse_assignments(tie, "--tie") or None,
+            cap_irreducible=cap_irreducible,
+            overestimate_penalty=overestimate_penalty,
+            search=search,
+            progress=progress,
+        )
     if out is not None:
         result.save(out)
     if as_json:

@@ -38,9 +38,9 @@ def build_report(study: Study, title: str = "Scaling study") -> Report:
 
 
 def fit_notes(fit: Fit) -> list[str]:
-    """What a reader must know about a fit before trusting its numbers, one line each."""
-    notes = [] if fit.converged else ["The fit did not converge: its parameters are unreliable."]
-    return notes + [str(w) for w in fit.warnings]
+    """What a reader must know about a fit before trusting its numbers: its diagnostics,
+    one line each (what is wrong: what to do)."""
+    return [str(d) for d in fit.diagnostics]
 
 
 def _interval(value: float, bounds: tuple[Any, Any] | None) -> Interval | float:

@@ -217,6 +217,16 @@ class Browser:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def wait_until(self, expression: str, timeout: float = 15) -> Any:
+        """Let the page run until the JavaScript ``expression`` is truthy; return its value
+        (the last one, falsy, when ``timeout`` passes first)."""
+        deadline = time.monotonic() + timeout
+        value = self.js(expression)
+        while not value and time.monotonic() < deadline:
+            self.pump(0.2)
+            value = self.js(expression)
+        return value
+
     def center_of(self, selector: str) -> tuple[float, float]:
         """Scroll the first element matching ``selector`` into view; its centre, in pixels."""
         box = self.js(

@@ -72,6 +72,8 @@ class Study:
     extras: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
+    #: what the parts that were made warn about (their fits' diagnostics), one line each
+    caveats: list[str] = field(default_factory=list)
 
 
 def primary_dataset(observations: pd.DataFrame, preferred: str | None = None) -> str | None:
@@ -191,9 +193,7 @@ def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
         + ", ".join(f"{k}={v:.4g}" for k, v in p.items())
         + ("" if result.converged else " — the fit did NOT converge")
     )
-    for warning in result.warnings:
-        study.notes.setdefault("compute law caveats", "")
-        study.notes["compute law caveats"] += warning + ". "
+    study.caveats.extend(f"compute law: {w}" for w in result.warnings)
     if study.plan is not None:
         for rec in study.plan.to_records():
             ci = ""

@@ -34,6 +34,8 @@ def _print_summary(study: Study, written: dict[str, Path], seconds: float) -> No
         console.print(f"• {line}", highlight=False, markup=False)
     for part, reason in study.notes.items():
         note("not made", f"{part}: {reason}")
+    for caveat in study.caveats:
+        note("caveat", caveat)
     console.print(
         f"report: {written['html']} (also {written['markdown'].name} and "
         f"{len(written) - 2} PNG files) — {seconds:.0f} s in all",
@@ -83,6 +85,7 @@ def study_command(
             {
                 "summary": study.summary,
                 "notes": study.notes,
+                "caveats": study.caveats,
                 "report": {k: str(v) for k, v in written.items()},
             }
         )
@@ -111,6 +114,7 @@ def report_command(
             {
                 "summary": study.summary,
                 "notes": study.notes,
+                "caveats": study.caveats,
                 "report": {k: str(v) for k, v in written.items()},
             }
         )

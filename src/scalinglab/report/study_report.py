@@ -163,10 +163,16 @@ def _compute_section(report: Report, study: Study) -> None:
         )
     if study.plan is not None:
         level = f"{study.plan.level:.0%} bootstrap intervals" if study.plan.ci else "no intervals"
+        inherited = []
+        if fit.diagnostics:
+            inherited = [
+                f"These plans inherit the {len(fit.diagnostics)} diagnostic(s) of the fit "
+                "(beside its parameters above)."
+            ]
         sec.table(
             f"Compute-optimal plans ({level})",
             _plan_rows(study.plan),
-            notes=[*study.plan.warnings, *fit_notes(fit)],
+            notes=[*study.plan.warnings, *inherited],
         )
 
 

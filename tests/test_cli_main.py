@@ -226,3 +226,16 @@ def test_intervals_and_percentages_stay_numbers_for_programs() -> None:
     assert as_json == [
         {"run": "a", "N*": 2e9, "N*_lo": 1e9, "N*_hi": 3e9, "ARE (%)": 1.23, "x": None}
     ]
+
+
+def test_laws_starts_without_pandas_scipy_or_matplotlib() -> None:
+    code = (
+        "import sys; from scalinglab.cli.main import main; sys.argv = ['scalinglab', 'laws'];\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('pandas', 'scipy', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "HEAVY []" in out and "chinchilla" in out

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import pandas as pd
 import typer
 
 from scalinglab.cli._common import (
@@ -21,6 +20,9 @@ from scalinglab.cli._common import (
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.laws import available_laws, get_law
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def parse_assignments(items: list[str] | None, option: str) -> dict[str, str]:

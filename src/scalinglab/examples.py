@@ -154,8 +154,8 @@ def family_truth(index: int) -> dict[str, float]:
 
 def checkpoint_families(
     families: int = 6,
-    sizes: tuple[float, ...] = (2e7, 5e7, 1.2e8, 3e8, 7e8),
-    tokens_per_param: float = 20.0,
+    sizes: tuple[float, ...] = (1e8, 2.5e8, 6e8, 1.5e9, 4e9),
+    tokens_per_param: float = 100.0,
     checkpoints: int = 24,
     noise: float = 0.005,
     seed: int = 0,
@@ -206,7 +206,7 @@ TRANSFER_SWEEP_TRUTH = {
 
 
 def transfer_sweep(
-    budgets_flops: tuple[float, ...] = (1e18, 3e18, 1e19, 3e19, 1e20),
+    budgets_flops: tuple[float, ...] = (1e18, 2e18, 5e18, 1e19, 2e19, 5e19, 1e20, 2e20),
     sizes_per_budget: int = 5,
     noise: float = 0.005,
     seed: int = 0,

@@ -85,7 +85,7 @@ def write_example(
         table(
             "sweep.csv",
             examples.transfer_sweep(noise=noise / 2, seed=seed),
-            "2 training corpora (web, code) x 25 runs, losses on train, web-val, code-val",
+            "2 training corpora (web, code) x 40 runs, losses on train, web-val, code-val",
             examples.TRANSFER_SWEEP_TRUTH,
         )
     else:
@@ -99,7 +99,7 @@ def write_example(
         table(
             "my_runs.csv",
             examples.checkpoint_families(
-                1, sizes=(2e7, 5e7, 1.2e8), prefix="my-runs", noise=noise / 2, seed=seed + 1
+                1, sizes=(1e8, 2.5e8, 6e8), prefix="my-runs", noise=noise / 2, seed=seed + 1
             ),
             "your own family: 3 sizes, 24 checkpoints per run",
             examples.family_truth(0),

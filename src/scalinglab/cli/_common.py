@@ -185,17 +185,19 @@ def with_format_option(func: Callable[..., R]) -> Callable[..., R]:
 @contextlib.contextmanager
 def use_format(output_format: OutputFormat) -> Iterator[None]:
     """Print tables in ``output_format`` inside the block (what ``--format`` does)."""
-    tokens = (_output_format.set(output_format), _tables_printed.set(0))
-    delimited = output_format in (OutputFormat.csv, OutputFormat.tsv)
-    stdout_file = console._file  # None: follow sys.stdout
-    if delimited:
+    format_token = _output_format.set(output_format)
+    count_token = _tables_printed.set(0)
+    # rich's Console follows sys.stdout while its private _file is None (as under CliRunner);
+    # there is no public way back to that state, so the attribute is saved and restored
+    stdout_file = console._file
+    if output_format in (OutputFormat.csv, OutputFormat.tsv):
         console.file = sys.stderr
     try:
         yield
     finally:
         console._file = stdout_file
-        _tables_printed.reset(tokens[1])
-        _output_format.reset(tokens[0])
+        _tables_printed.reset(count_token)
+        _output_format.reset(format_token)
 
 
 def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -> list[str]:

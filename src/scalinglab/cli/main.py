@@ -63,6 +63,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Loss curves from learning-rate schedules: fit, predict, compare laws, choose a schedule.",
     ),
     "runs": ("runs", "Look into a run store (.sqlite)."),
+    "import": (
+        "importer",
+        "Import training runs from the tools that logged them into a run store.",
+    ),
     "transfer": (
         "transfer",
         "Loss-to-loss prediction: L_y = K·(L_x − E_x)^κ + E_y between datasets.",

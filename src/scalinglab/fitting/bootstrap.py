@@ -46,6 +46,10 @@ CASES_MIN_RUNS_PER_PARAMETER = 10
 Progress = Callable[[int, int], None]
 #: lattice minima (best first) optimised per resample
 MINIMA_PER_RESAMPLE = 3
+#: refits of mid-sized grids (32 to 199 starts; the point fit runs them all) keep each
+#: resample's best tenth after 2 iterations: B resamples × every start would otherwise
+#: dominate the cost, and a few iterations already separate the basins
+BOOTSTRAP_RACE = ((2, 0.1),)
 #: optimiser rows per batch, at least and at most: more rows share each iteration's overhead,
 #: fewer bound the memory (see :data:`~scalinglab.fitting.objective.CHUNK_ENTRIES`)
 MIN_ROWS_PER_BATCH, MAX_ROWS_PER_BATCH = 2_000, 200_000
@@ -218,7 +222,7 @@ def _refit_batch(
         groups = np.repeat(todo, m)
         starts = np.vstack([np.tile(space.starts, (todo.size, 1)), best_z[todo]])
         groups = np.concatenate([groups, todo])
-        race = DEFAULT_RACE if m >= RACE_MIN_STARTS else ()
+        race = DEFAULT_RACE if m >= RACE_MIN_STARTS else BOOTSTRAP_RACE if m >= 32 else ()
         _optimise(space, log_y, weights, starts, groups, race, best_z, best_f, best_ok)
     return best_z, best_f, best_ok
 

@@ -6,6 +6,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -14,7 +15,9 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 from threadpoolctl import ThreadpoolController
 
+from scalinglab.data.loaders import load_observations
 from scalinglab.data.runs import run_ids_trusted
+from scalinglab.data.schema import LossUnit
 from scalinglab.errors import FitError, InputError
 from scalinglab.fitting.bootstrap import (
     BootstrapKind,
@@ -413,10 +416,12 @@ def _diagnose(
 
 
 def fit(
-    observations: pd.DataFrame,
+    observations: pd.DataFrame | str | Path,
     law: str | Law = "chinchilla",
     *,
     dataset: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    loss_unit: LossUnit = "nats",
     **options: Any,
 ) -> Fit:
     """Fit a law to an Observations table (see ``scalinglab.data``).
@@ -425,12 +430,16 @@ def fit(
     ----------
     observations
         Long table with the law's input columns and ``loss`` (nats); ``run_id``, when present,
-        groups checkpoints of one run for the bootstrap.
+        groups checkpoints of one run for the bootstrap. Or a file or run store, read by
+        :func:`~scalinglab.data.load_observations`.
     law
         A law or the name of a registered law (``"chinchilla"``, ``"kaplan"``, ...).
     dataset
         Which ``dataset`` the loss was measured on; required when the table holds several
         (losses on different datasets never share one law).
+    columns, loss_unit
+        The source's column names → ours (``{"Model Size": "params"}``) and the unit of its
+        losses; given either, a DataFrame is loaded (and validated) like a file.
     **options
         Any option of :func:`fit_law` except ``groups`` (taken from ``run_id``).
 
@@ -439,6 +448,8 @@ def fit(
     Fit
     """
     law_obj = get_law(law) if isinstance(law, str) else law
+    if not isinstance(observations, pd.DataFrame) or columns or loss_unit != "nats":
+        observations = load_observations(observations, columns=columns, loss_unit=loss_unit)
     if "loss" not in observations.columns:
         raise InputError("the table has no 'loss' column")
     observations = select_dataset(observations, dataset)

@@ -182,7 +182,9 @@ def batched_lbfgs(
         s_new = z_new - zr
         y_new = g_new - gr
         sy_new = np.einsum("ij,ij->i", s_new, y_new)
-        store = moved & (sy_new > 1e-12 * np.maximum(np.einsum("ij,ij->i", y_new, y_new), 1e-300))
+        yy_new = np.einsum("ij,ij->i", y_new, y_new)
+        # a pair is kept only with clear positive curvature (1/sy must stay finite)
+        store = moved & (sy_new > np.maximum(1e-12 * yy_new, 1e-300))
         srows = rows[store]
         slot = n_hist[srows] % memory
         s_hist[srows, slot] = s_new[store]

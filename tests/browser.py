@@ -48,7 +48,8 @@ class Browser:
     def __init__(self, width: int = 1280, height: int = 900) -> None:
         exe = chromium()
         assert exe is not None, "chromium is not installed"
-        self._profile = tempfile.TemporaryDirectory()
+        # chromium's helper processes may still write to the profile as it is removed
+        self._profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
         self.downloads = Path(self._profile.name) / "downloads"
         self.downloads.mkdir()
         to_browser_r, self._to_browser = os.pipe()

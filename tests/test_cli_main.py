@@ -198,7 +198,7 @@ def test_shell_completion_reaches_lazily_loaded_commands() -> None:
 
     assert complete("scalinglab cu") == ["curve"]
     assert complete("scalinglab curve f") == ["fit"]
-    assert complete("scalinglab fit --boo") == ["--bootstrap"]
+    assert "--bootstrap" in complete("scalinglab fit --boo")
 
 
 def test_intervals_and_percentages_stay_numbers_for_programs() -> None:

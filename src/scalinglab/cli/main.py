@@ -19,10 +19,13 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 #: every top-level command: name → (module that registers it, the help line listed by --help);
 #: tests/test_cli_main.py checks that this matches what the modules register
 COMMANDS: dict[str, tuple[str, str]] = {
-    "fit": ("compute", "Fit a compute scaling law to a table of runs."),
+    "fit": (
+        "compute",
+        "Fit a compute scaling law to a table of runs (by default each run's last measurement).",
+    ),
     "predict": (
         "compute",
-        "Forecast the loss of a model from a saved fit, with a bootstrap interval.",
+        "Forecast the loss of a new run from a saved fit, with its intervals and flags.",
     ),
     "laws": ("compute", "List the laws scalinglab can fit, with their inputs and parameters."),
     "example": ("example", "Write example data with a known truth, for trying every command."),

@@ -65,6 +65,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "curve",
         "Loss curves from learning-rate schedules: fit, predict, compare laws, choose a schedule.",
     ),
+    "downstream": (
+        "downstream",
+        "Downstream task error from compute and validation loss: fit, predict, backtest.",
+    ),
     "runs": ("runs", "Look into a run store (.sqlite)."),
     "import": (
         "importer",

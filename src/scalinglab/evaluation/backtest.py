@@ -26,7 +26,7 @@ not seen), so one vectorised L-BFGS run replaces hundreds of separate fits.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -54,7 +54,7 @@ from scalinglab.evaluation.subspace import (
 )
 from scalinglab.fitting import RobustLoss
 from scalinglab.fitting.engine import LawObjective
-from scalinglab.fitting.optimize import batched_lbfgs
+from scalinglab.fitting.optimize import BatchObjective, batched_lbfgs
 from scalinglab.fitting.parameters import ParameterMap
 from scalinglab.laws.base import FloatArray, Law, get_law
 
@@ -484,14 +484,24 @@ def parameterisation(
     return Parameterisation(law, pmap, z, fixed)
 
 
-def _solve(
+def solve_weight_rows(
     variant: Parameterisation,
-    x: Mapping[str, FloatArray],
-    log_y: FloatArray,
     weights: FloatArray,
-    loss: RobustLoss,
+    make_objective: Callable[[FloatArray, NDArray[np.intp]], BatchObjective],
 ) -> tuple[FloatArray, FloatArray]:
     """Fit every weight row from every start at once; best θ ``(rows, p)`` and objective.
+
+    Parameters
+    ----------
+    variant
+        The law's parameter map and starts (every row runs from every start: each refit
+        explores, none is seeded from another's solution).
+    weights
+        Per-point weights, one row per problem (scenario, bootstrap replicate), ``(rows, n)``.
+    make_objective
+        ``(weights per problem (rows·m, n), row of each problem (rows·m,))`` → the batched
+        objective (:class:`~scalinglab.fitting.LawObjective`, or one whose law depends on the
+        row).
 
     Each row's weights are scaled so that its best start's objective is 1: the optimiser's
     relative tolerance then means the same for every row, however small its residuals.
@@ -499,13 +509,12 @@ def _solve(
     m = variant.starts.shape[0]
     rows = weights.shape[0]
     z0 = np.tile(variant.starts, (rows, 1))
+    owner = np.repeat(np.arange(rows), m)
     w = np.repeat(weights, m, axis=0)
-    start_f, _ = LawObjective(variant.law, variant.pmap, x, log_y, w, loss)(z0, np.arange(rows * m))
+    start_f, _ = make_objective(w, owner)(z0, np.arange(rows * m))
     start_f = np.where(np.isfinite(start_f), start_f, np.inf).reshape(rows, m).min(axis=1)
     scale = np.where(np.isfinite(start_f) & (start_f > 0), 1.0 / start_f, 1.0)
-    objective = LawObjective(
-        variant.law, variant.pmap, x, log_y, w * np.repeat(scale, m)[:, None], loss
-    )
+    objective = make_objective(w * np.repeat(scale, m)[:, None], owner)
     # rows hold different problems: never merge or race them against each other
     res = batched_lbfgs(
         objective,
@@ -520,6 +529,21 @@ def _solve(
     best = np.argmin(f, axis=1)
     z = res.z.reshape(rows, m, -1)[np.arange(rows), best]
     return variant.pmap.theta(z), f[np.arange(rows), best] / scale
+
+
+def _solve(
+    variant: Parameterisation,
+    x: Mapping[str, FloatArray],
+    log_y: FloatArray,
+    weights: FloatArray,
+    loss: RobustLoss,
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`solve_weight_rows` of the variant's law on ``(x, log y)``."""
+    return solve_weight_rows(
+        variant,
+        weights,
+        lambda w, _owner: LawObjective(variant.law, variant.pmap, x, log_y, w, loss),
+    )
 
 
 def _base_params(law: Law, theta: FloatArray) -> dict[str, float]:

@@ -159,6 +159,7 @@ def recommend(
         rows,
         variant.law,
         min_tokens=choice.min_tokens,
+        min_fraction=choice.min_fraction,
         final_only=choice.checkpoints == "final",
         weighting=choice.weighting,
         fixed=variant.fixed or None,

@@ -234,8 +234,16 @@ def test_recommend_picks_a_choice_and_forecasts() -> None:
     truth = LAW["E"] + LAW["A"] / 7e10 ** LAW["alpha"] + LAW["B"] / 1.4e12 ** LAW["beta"]
     assert rec.forecast["loss_nats"].iloc[0] == pytest.approx(truth, rel=0.02)
     assert set(rec.params) == set(LAW)
+    assert rec.ranked_by == "in-family backtest"
+    # the error to expect: realized errors of the chosen method in ColPret at this extrapolation
+    assert rec.expected is not None and rec.expected.method == rec.best_choice
+    assert rec.extrapolation_ratio == pytest.approx(7e10 * 1.4e12 / (1.6e10 * 3.2e11))
+    assert rec.expected.median < rec.expected.q90
+    assert "90% of cases below" in rec.expected.statement()
+    # without reference data, the borrowing choices learn from the shipped ColPret fits
     lone = recommend(obs, choices={n: CHOICES[n] for n in ("default", "pca")}, fractions=(1.0,))
-    assert lone.best_choice == "default" and "left out pca" in lone.notes[0]
+    assert "learn from 7 ColPret families" in lone.notes[0]
+    assert set(lone.ranking.index) == {"default", "pca"}
     with pytest.raises(InputError, match="choose one"):
         recommend(pd.concat([obs, make_family("other")]))
 

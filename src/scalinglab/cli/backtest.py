@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import console, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.data.schema import LOSS_UNITS, LossUnit
@@ -26,6 +25,7 @@ from scalinglab.evaluation.backtest import (
     backtest_family,
     collection_for,
 )
+from scalinglab.evaluation.expected_error import expected_for_report
 from scalinglab.evaluation.families import Perplexity, load_families
 from scalinglab.evaluation.recommend import recommend
 
@@ -128,6 +128,11 @@ def _records(frame: pd.DataFrame, index: str | None = None) -> list[dict[str, An
     return [{str(k): v for k, v in r.items()} for r in flat.to_dict("records")]
 
 
+def _expected(report: BacktestReport) -> list[dict[str, Any]]:
+    table = expected_for_report(report)
+    return [] if table.empty else _records(table, "choice")
+
+
 def _print_report(report: BacktestReport, title: str) -> None:
     table = report.table()
     rows = []
@@ -152,6 +157,13 @@ def _print_report(report: BacktestReport, title: str) -> None:
             _records(comp, "family"), title=f"median ARE: {factor} (against the no-fit baselines)"
         )
     print_table(_records(report.best(), "choice"), title="fitting choices, best first")
+    expected = expected_for_report(report)
+    if not expected.empty:
+        print_table(
+            _records(expected, "choice"),
+            title="what to expect of each choice at this extrapolation (ColPret backtests: "
+            "median, 90% of cases below)",
+        )
     for family, reason in sorted(report.skipped.items()):
         console.print(f"[yellow]skipped[/] {family}: {reason}", highlight=False)
 
@@ -221,7 +233,9 @@ def data_command(
     report = BacktestReport(results, collection=collection)
     extra = _finish(report, heatmap, out)
     if as_json:
-        print_json(report.to_dict() | extra | {"notes": notes})
+        print_json(
+            report.to_dict() | extra | {"notes": notes, "expected_errors": _expected(report)}
+        )
         return
     _print_report(report, f"backtest of {name} (target {results[0].target})")
     for note in notes:
@@ -261,7 +275,7 @@ def all_command(
     )
     extra = _finish(report, heatmap, out)
     if as_json:
-        print_json(report.to_dict() | extra)
+        print_json(report.to_dict() | extra | {"expected_errors": _expected(report)})
         return
     _print_report(report, f"backtests of {data.name}")
     for key, path in extra.items():
@@ -301,18 +315,24 @@ def recommend_command(
     if as_json:
         print_json(result.to_dict())
         return
-    rank = result.ranking
     print_table(
-        _records(rank, "choice"),
-        title=f"fitting choices on {result.family}, best first (backtest ARE)",
+        _records(result.ranking, "choice"),
+        title=f"fitting choices on {result.family}, best first (ranked by {result.ranked_by}; "
+        "expected_*: ColPret backtests at this extrapolation)",
     )
-    console.print(
-        f"recommended: [bold]{result.best_choice}[/] ({CHOICES[result.best_choice].describe()})"
+    described = (
+        CHOICES[result.best_choice].describe()
+        if result.best_choice in CHOICES
+        else result.best_choice
     )
+    console.print(f"recommended: [bold]{result.best_choice}[/] ({described})")
     print_table([{"parameter": n, "value": v} for n, v in result.params.items()], title="fit")
     print_table(_records(result.forecast), title="forecast")
-    best_are = float(rank["median_are"].iloc[0])
-    if math.isfinite(best_are):
-        console.print(f"expected error of this forecast (backtest median ARE): {fmt(best_are)}")
+    if result.expected is not None:
+        console.print(
+            f"expected error of this forecast ({result.extrapolation_ratio:.3g}× past the largest "
+            f"run's compute): {result.expected.describe()}",
+            highlight=False,
+        )
     for note in [*result.notes, *result.fit.warnings]:
         console.print(f"[yellow]note:[/] {note}", highlight=False)

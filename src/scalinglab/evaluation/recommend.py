@@ -44,7 +44,7 @@ from scalinglab.evaluation.colpret import colpret_collection
 from scalinglab.evaluation.expected_error import ExpectedError, expected_error
 from scalinglab.evaluation.subspace import SubspaceLaw
 from scalinglab.fitting import Fit
-from scalinglab.laws.base import get_law
+from scalinglab.laws.base import Law, get_law
 
 #: fractions of the training runs the recommendation backtests
 RECOMMEND_FRACTIONS: tuple[float, ...] = (0.3, 0.5, 1.0)
@@ -239,7 +239,7 @@ def recommend(
     first: tuple[str, Fit, pd.DataFrame] | None = None
     for name in ranking.index:
         try:
-            fit = _fit_choice(rows, choices[str(name)], collection, base)
+            fit = fit_choice(rows, choices[str(name)], collection, base)
         except (FitError, InputError) as err:
             notes.append(f"passed over {name}: {err}")
             continue
@@ -343,8 +343,26 @@ def _ranking(
     return ranked.sort_values(keys, na_position="last", kind="stable")
 
 
-def _fit_choice(rows: pd.DataFrame, choice: FitChoice, collection: Any, base: Any) -> Fit:
-    """A choice fitted on every run by the full engine (multi-start grid, polish)."""
+def fit_choice(
+    rows: pd.DataFrame,
+    choice: FitChoice,
+    collection: pd.DataFrame | None = None,
+    law: str | Law = "chinchilla",
+) -> Fit:
+    """Fit one choice on every run by the full engine (multi-start grid, polish).
+
+    Parameters
+    ----------
+    rows
+        The runs' checkpoints (``run_id``, ``params``, ``tokens``, ``loss``).
+    choice
+        Which checkpoints, and which parameters to borrow.
+    collection
+        Fits of other families (needed by the borrowing choices).
+    law
+        The base law.
+    """
+    base = get_law(law) if isinstance(law, str) else law
     variant = parameterisation(
         base, choice.parameters, collection, base.features(rows), rows["loss"].to_numpy()
     )

@@ -97,10 +97,10 @@ def test_backtest_transfer_beats_the_notebooks_and_compute_law_extrapolation(
     assert summary["are_transfer"] < 0.0045 < 0.005 < summary["are_notebook"]
     assert summary["max_are_transfer"] < 0.01 < 0.015 < summary["max_are_notebook"]
     assert summary["are_compute"] > 0.02
-    to_test = backtest_transfer(
-        sweep, "train_to_test", max_train_flops=1e19, families=["starcoder", "fineweb-100b"]
-    )
-    assert len(to_test) == 2 * 2
+    # train-to-test onto the sweep's two suite aggregates: about as good as the compute laws
+    # (2.2% and 2.4%); the notebooks' method does a little better here (1.9%)
+    to_test = backtest_transfer(sweep, "train_to_test", max_train_flops=1e19)
+    assert len(to_test) == 2 * len(FAMILIES)
     assert to_test["are_transfer"].mean() < to_test["are_compute"].mean()
 
 

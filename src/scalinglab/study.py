@@ -11,7 +11,7 @@ The report package draws the result (:func:`scalinglab.report.study_report.build
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ import pandas as pd
 
 from scalinglab.data import RunStore, file_format, load_observations
 from scalinglab.data.runs import final_rows
+from scalinglab.data.schema import LossUnit
 from scalinglab.errors import FitError, InputError, ScalingLabError, SpecError
 from scalinglab.evaluation.backtest import FitChoice, backtest_family
 from scalinglab.evaluation.transfer import (
@@ -31,7 +32,7 @@ from scalinglab.evaluation.transfer import (
     fit_transfer,
     translate_law,
 )
-from scalinglab.fitting import Fit, fit, select_dataset
+from scalinglab.fitting import Diagnostic, Fit, fit, select_dataset
 from scalinglab.laws.curve import curve_errors, final_loss_model
 from scalinglab.planning import IsoFlopResult, Plan, compute_optimal, isoflop_analysis
 from scalinglab.schedules import ScheduleChoice, choose_schedule, parse_schedule, resolve_schedule
@@ -72,6 +73,20 @@ class Study:
     extras: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
+
+    def flags(self) -> dict[str, list[Diagnostic]]:
+        """Each fitted law's diagnostics, by the part of the study it belongs to.
+
+        Only fits with at least one flag are listed; a clean study gives ``{}``.
+        """
+        fits: dict[str, Fit | None] = {"compute law": self.compute_fit}
+        curve = self.extras.get("curve")
+        if isinstance(curve, CurveStudy):
+            fits |= {f"curve law ({name})": f for name, f in curve.fits.items()}
+        transfer = self.extras.get("transfer")
+        if isinstance(transfer, TransferStudy):
+            fits["loss-to-loss"] = transfer.fit.fit
+        return {part: f.diagnostics for part, f in fits.items() if f is not None and f.diagnostics}
 
 
 def primary_dataset(observations: pd.DataFrame, preferred: str | None = None) -> str | None:
@@ -191,9 +206,8 @@ def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
         + ", ".join(f"{k}={v:.4g}" for k, v in p.items())
         + ("" if result.converged else " — the fit did NOT converge")
     )
-    for warning in result.warnings:
-        study.notes.setdefault("compute law caveats", "")
-        study.notes["compute law caveats"] += warning + ". "
+    if result.diagnostics:
+        study.summary[-1] += f" ({len(result.diagnostics)} flag(s): see the report)"
     if study.plan is not None:
         for rec in study.plan.to_records():
             ci = ""
@@ -433,14 +447,20 @@ def run_study(
         return [f.result() for f in futures]
 
 
-def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """Observations from any source the data package reads.
+def load(
+    source: str | Path | pd.DataFrame,
+    *,
+    columns: Mapping[str, str] | None = None,
+    loss_unit: LossUnit = "nats",
+) -> pd.DataFrame:
+    """Observations from any source the data package reads (``columns``, ``loss_unit`` as
+    :func:`~scalinglab.data.load_observations` takes them).
 
     From a run store, each run's learning-rate schedule (its config's spec, resolved to the
     run's length) is attached as a ``schedule`` column: curve laws need the schedule at every
     step, not only the learning rate logged at evaluations.
     """
-    table = load_observations(source)
+    table = load_observations(source, columns=columns, loss_unit=loss_unit)
     if isinstance(source, pd.DataFrame) or file_format(Path(source)) != "sqlite":
         return table
     runs = RunStore(source, create=False).runs()

@@ -9,6 +9,7 @@ import typer
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
 from scalinglab.cli.compute import load_table
+from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.fitting import Fit
@@ -41,10 +42,21 @@ def plan_command(
     rows = []
     for record in plan.to_records():
         for name in PLAN_QUANTITIES:
-            row = {"flops": record["flops"], "quantity": name, "estimate": record[name]}
+            label = "loss (law, confidence)" if name == "loss" and plan.ci else name
+            row = {"flops": record["flops"], "quantity": label, "estimate": record[name]}
             if plan.ci:
                 row["low"], row["high"] = record[f"{name}_lo"], record[f"{name}_hi"]
             rows.append(row)
+        if "loss_new_run_lo" in record:
+            rows.append(
+                {
+                    "flops": record["flops"],
+                    "quantity": "loss (new run, prediction)",
+                    "estimate": record["loss"],
+                    "low": record["loss_new_run_lo"],
+                    "high": record["loss_new_run_hi"],
+                }
+            )
     print_table(rows, title=f"compute-optimal plan ({plan.law} fit)")
     if plan.params_exponent is not None and plan.tokens_exponent is not None:
         line = f"N* ∝ C^{fmt(plan.params_exponent)}, D* ∝ C^{fmt(plan.tokens_exponent)}"
@@ -72,14 +84,13 @@ def isoflop_command(
         bool, typer.Option(help="Skip budgets without an interior minimum instead of failing.")
     ] = False,
     level: Annotated[float, typer.Option(help="Confidence level of the exponents.")] = 0.95,
-    column: Annotated[
-        list[str] | None, typer.Option(help="Map a column: THEIRS=ours (e.g. 'Model Size=params').")
-    ] = None,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """IsoFLOP analysis (Chinchilla approach 2): a parabola per budget, power laws in C."""
     result = isoflop_analysis(
-        load_table(data, column),
+        load_table(data, column, loss_unit),
         budget_column=budget_column,
         budgets=budget,
         rel_tol=rel_tol,

@@ -39,7 +39,8 @@ from scalinglab.evaluation.transfer_bootstrap import (
     compute_replicates,
     pair_replicates,
 )
-from scalinglab.fitting import Fit, fit, fit_law
+from scalinglab.fitting import Diagnostic, Fit, fit, fit_law
+from scalinglab.fitting.result import IntervalKind
 from scalinglab.laws.base import FloatArray, get_law
 from scalinglab.laws.transfer import ShiftedPowerLaw
 
@@ -59,8 +60,6 @@ JOINT_START_FRACTIONS: tuple[float, ...] = (0.0, 0.3, 0.6, 0.9, 0.99)
 PAIR_DIGITS = 6
 
 Setting = Literal["train_to_train", "train_to_test", "test_to_test", "cross"]
-#: what an interval covers: the law's uncertainty, or a new model's loss
-IntervalKind = Literal["confidence", "prediction"]
 
 
 @dataclass(frozen=True)
@@ -377,44 +376,32 @@ class TransferFit:
         check_domain(values, self.fit.params["E_x"], what=f"loss on '{self.x}'")
         return self.fit.predict({"loss_x": values})
 
-    def residuals(self) -> FloatArray:
-        """Log residuals ``log L_y − log L̂_y`` of the fitted pairs."""
-        pred = self.fit.predict({"loss_x": self.pairs["loss_x"].to_numpy()})
-        return np.asarray(np.log(self.pairs["loss_y"].to_numpy(dtype=float)) - np.log(pred))
-
     def predict_interval(
         self,
         loss_x: ArrayLike,
         level: float = 0.95,
         *,
         kind: IntervalKind = "prediction",
-        seed: int = 0,
     ) -> tuple[FloatArray, FloatArray]:
-        """Percentile bootstrap interval of the loss on ``y`` (nats) at ``loss_x``.
+        """Bootstrap interval of the loss on ``y`` (nats) at ``loss_x``.
 
         ``"confidence"``: the law's uncertainty (its replicates, floors refitted in each);
-        ``"prediction"``: a new model's loss, the law's uncertainty plus the scatter of the
-        fitted pairs about it (each replicate's forecast times a resampled residual).
+        ``"prediction"``: a new model's loss, the law's uncertainty plus the scatter of models
+        about it (see :meth:`scalinglab.fitting.Fit.predict_interval`). A replicate whose
+        ``E_x`` is not below a loss cannot translate it and is left out there.
 
         Raises
         ------
         FitError
             If the fit has no bootstrap replicates.
         InputError
-            If a ``loss_x`` is not above ``E_x``.
+            If a ``loss_x`` is not above ``E_x``, or ``kind`` is unknown.
         """
         values = np.atleast_1d(np.asarray(loss_x, dtype=float))
         check_domain(values, self.fit.params["E_x"], what=f"loss on '{self.x}'")
         if kind not in ("confidence", "prediction"):
             raise InputError("kind must be 'confidence' or 'prediction'", value=kind)
-        samples = self.fit.predict_samples({"loss_x": values})
-        if kind == "prediction":
-            rng = np.random.default_rng(seed)
-            samples = samples * np.exp(rng.choice(self.residuals(), size=samples.shape))
-        tail = 50.0 * (1.0 - level)
-        # a replicate whose floor E_x is above a loss cannot translate it: left out
-        lo, hi = np.nanpercentile(samples, [tail, 100.0 - tail], axis=0)
-        return lo, hi
+        return self.fit.predict_interval({"loss_x": values}, level, kind=kind)
 
     def in_sample_are(self) -> float:
         """Mean absolute relative error of the fit on its own pairs."""
@@ -625,7 +612,7 @@ def fit_transfer(
     pairs = pair_losses(observations, x_ref, y_ref, final_only=final_only)
     cache = compute_fits if compute_fits is not None else {}
     fits: dict[str, Fit] = {}
-    notes: list[str] = []
+    notes: list[Diagnostic] = []
     for tag, ref in (("x", x_ref), ("y", y_ref)):
         try:
             fits[tag] = compute_fit(observations, ref, law=law, final_only=final_only, cache=cache)
@@ -634,8 +621,13 @@ def fit_transfer(
                 raise
             # the joint fit can do without: its floor is then bounded by the data alone
             notes.append(
-                f"E_{tag} bounded by the lowest observed loss only (no {law} fit of '{ref}': "
-                f"{err}); losses below it cannot be translated"
+                Diagnostic(
+                    "note",
+                    f"E_{tag} is bounded by the lowest observed loss only (no {law} fit of "
+                    f"'{ref}': {err}); losses below it cannot be translated",
+                    f"add runs of '{ref}' so that its compute law can be fitted",
+                    f"E_{tag}",
+                )
             )
     floor = {tag: irreducible_of(f) for tag, f in fits.items()}
     joint = irreducible == "joint"
@@ -647,7 +639,7 @@ def fit_transfer(
         e_y_max=floor.get("y"),
         what=f"loss on '{x_ref}'",
     )
-    result.warnings.extend(notes)
+    result.diagnostics.extend(notes)
     if bootstrap or resamples is not None:
         draws = resamples or ConfigResamples.draw(observations, bootstrap, seed)
         _bootstrap_transfer(
@@ -690,9 +682,13 @@ def _bootstrap_transfer(
     )
     ok = np.all(np.isfinite(theta), axis=1)
     if not ok.all():
-        result.warnings.append(
-            f"{int(np.sum(~ok))} of {draws.n_boot} bootstrap replicates kept too few runs "
-            "to refit and were left out"
+        result.diagnostics.append(
+            Diagnostic(
+                "bootstrap_failed",
+                f"{int(np.sum(~ok))} of {draws.n_boot} bootstrap replicates kept too few runs "
+                "to refit and were left out",
+                "add runs, or read the intervals as slightly too narrow",
+            )
         )
     result.bootstrap_params = theta[ok]
     result.options.update(

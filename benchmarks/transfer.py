@@ -15,8 +15,8 @@
    (``selection`` in the result), against the floors held at the compute fits'.
 3. Intervals (train-to-train): 95% prediction intervals from 200 bootstrap replicates that
    resample model configurations and refit the compute fits (so E_x, E_y) in each, against
-   the old ones (floors held, pairs resampled by the engine): empirical coverage of the
-   held-out runs and mean width relative to the observed loss.
+   the old ones (floors held at the compute fits', only the pairs resampled): empirical
+   coverage of the held-out runs and mean width relative to the observed loss.
 4. Translation: a corpus' compute law translated from another corpus' law through 8 runs
    (one per budget) against the same law fitted on those 8 runs alone, ARE on the rest.
 
@@ -214,8 +214,8 @@ def main() -> int:
             "coverage": old_coverage,
             "width": old_width,
             "pairs_fully_covered": int((old["coverage"] == 1.0).sum()),
-            "what": "E_x, E_y held at the compute fits'; pairs resampled, refits seeded "
-            "at the point estimate",
+            "what": "E_x, E_y held at the compute fits'; only the pairs resampled "
+            "(the engine's bootstrap)",
         },
         "goal_coverage": 0.85,
         "old_pairs": old.to_dict(orient="records"),

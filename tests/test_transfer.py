@@ -299,6 +299,19 @@ def test_published_train_to_train_parameters(
     assert lo_p[0] < lo_c[0] < edu_to_starcoder.predict([2.5])[0] < hi_c[0] < hi_p[0]
 
 
+def test_default_joint_fit_explains_its_free_floors_in_one_note(
+    sweep: pd.DataFrame, edu_to_starcoder: TransferFit
+) -> None:
+    cache = {LossRef("fineweb-edu-100b"): edu_to_starcoder.compute_fits["x"]}
+    joint = fit_transfer(sweep, "fineweb-edu-100b", "starcoder", compute_fits=cache)
+    floor_x = edu_to_starcoder.params["E_x"]  # the compute fit's floor
+    assert 0 <= joint.params["E_x"] <= floor_x
+    codes = [d.code for d in joint.fit.diagnostics]
+    assert not {"floor_collapsed", "at_bound", "ill_conditioned", "near_ties"} & set(codes)
+    (note,) = [d for d in joint.fit.diagnostics if "do not pin the floors" in d.message]
+    assert "--irreducible kaplan_lse" in note.advice
+
+
 def test_predict_save_load_and_domain(edu_to_starcoder: TransferFit, tmp_path: Path) -> None:
     path = tmp_path / "transfer.json"
     edu_to_starcoder.save(path)

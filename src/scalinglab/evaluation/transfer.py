@@ -639,6 +639,8 @@ def fit_transfer(
         e_y_max=floor.get("y"),
         what=f"loss on '{x_ref}'",
     )
+    if joint:
+        _explain_free_floors(result)
     result.diagnostics.extend(notes)
     if bootstrap or resamples is not None:
         draws = resamples or ConfigResamples.draw(observations, bootstrap, seed)
@@ -646,6 +648,38 @@ def fit_transfer(
             result, observations, pairs, x_ref, y_ref, fits, joint, draws, final_only
         )
     return TransferFit(x_ref, y_ref, result, irreducible, pairs, fits)
+
+
+#: the engine's flags that, for the joint fit, only restate that the pairs do not pin the floors
+RIDGE_FLAGS = ("floor_collapsed", "at_bound", "ill_conditioned", "near_ties")
+
+
+def _explain_free_floors(result: Fit) -> None:
+    """Replace the flags of the joint fit's expected ridge by one note that says what to do.
+
+    The pairs fit about equally well anywhere from "no floors" to the compute fits' floors (a
+    flat valley that the engine reports as collapsed floors, a bound, an ill-conditioned
+    direction, near ties). The default keeps them free because that forecasts larger models
+    best; what the user needs to know is the spread it leaves in forecasts.
+    """
+    ridge = [
+        d
+        for d in result.diagnostics
+        if d.code in RIDGE_FLAGS and d.parameter in (None, "E_x", "E_y")
+    ]
+    if not ridge:
+        return
+    result.diagnostics = [d for d in result.diagnostics if d not in ridge]
+    p = result.params
+    result.diagnostics.append(
+        Diagnostic(
+            "note",
+            f"the pairs do not pin the floors (E_x = {p['E_x']:.3g}, E_y = {p['E_y']:.3g}): "
+            "values from 0 to the compute fits' floors fit about as well",
+            "fit with --bootstrap to see the spread this leaves in forecasts, or hold the "
+            "floors at the compute fits' with --irreducible kaplan_lse",
+        )
+    )
 
 
 def _bootstrap_transfer(

@@ -12,6 +12,7 @@ from scalinglab.errors import InputError
 from scalinglab.evaluation.backtest import CHOICES, BacktestReport, backtest_family
 from scalinglab.evaluation.colpret import colpret_backtests, colpret_collection
 from scalinglab.evaluation.expected_error import (
+    CASE_COLUMNS,
     MIN_CASES,
     cases_from_report,
     expected_error,
@@ -27,19 +28,7 @@ def synthetic_cases() -> pd.DataFrame:
     for family in ("f1", "f2", "f3", "f4"):
         for ratio in np.geomspace(1.5, 1000, 10):
             rows.append((family, "m", 2, 1.0, 0.0, ratio, 0.01 * np.log10(ratio), True))
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "family",
-            "method",
-            "k",
-            "fraction",
-            "target_fraction",
-            "extrapolation",
-            "are",
-            "plausible",
-        ],
-    )
+    return pd.DataFrame(rows, columns=list(CASE_COLUMNS))
 
 
 def test_quantiles_of_the_comparable_cases() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import console, fmt, markup, note, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments, parse_float
 from scalinglab.cli.main import app
 from scalinglab.errors import InputError, SpecError
@@ -213,7 +213,7 @@ def fit_command(
         f"curves · converged: {result.converged}"
     )
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        note("warning", w)
     for label, path in (("saved to", out), ("plot saved to", plot)):
         if path is not None:
             console.print(f"{label} {path}")
@@ -361,7 +361,7 @@ def compare_command(
         return
     print_table(per_curve, title="held-out error per curve (%)")
     print_table(summary, title="held-out error per law (%)")
-    console.print(f"lowest mean error: [bold]{best}[/]")
+    console.print(markup("lowest mean error: [bold]{}[/]", best))
     if plot is not None:
         console.print(f"plot saved to {plot}")
 
@@ -441,8 +441,12 @@ def optimize_command(
         return
     print_table(rows, title=f"predicted final loss after {total} steps ({result.law.name})")
     console.print(
-        f"recommended: [bold]{rec.name}[/], {fmt(choice.gain_over(choice.cosine, rec))} nats "
-        f"below cosine and {fmt(choice.gain_over(choice.wsd20, rec))} below WSD-20%"
+        markup(
+            "recommended: [bold]{}[/], {} nats below cosine and {} below WSD-20%",
+            rec.name,
+            fmt(choice.gain_over(choice.cosine, rec)),
+            fmt(choice.gain_over(choice.wsd20, rec)),
+        )
     )
     for label, path in (("schedule saved to", save_schedule), ("plot saved to", plot)):
         if path is not None:

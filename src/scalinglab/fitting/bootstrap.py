@@ -50,6 +50,8 @@ MINIMA_PER_RESAMPLE = 3
 #: resample's best tenth after 2 iterations: B resamples × every start would otherwise
 #: dominate the cost, and a few iterations already separate the basins
 BOOTSTRAP_RACE = ((2, 0.1),)
+#: smallest objective per point a resample's objective is scaled by (a 1e-6 log residual)
+OBJECTIVE_FLOOR_PER_POINT = 5e-13
 #: optimiser rows per batch, at least and at most: more rows share each iteration's overhead,
 #: fewer bound the memory (see :data:`~scalinglab.fitting.objective.CHUNK_ENTRIES`)
 MIN_ROWS_PER_BATCH, MAX_ROWS_PER_BATCH = 2_000, 200_000
@@ -196,7 +198,9 @@ def refit(
         at_reference, _ = LawObjective(
             space.law, space.pmap, space.x, log_y[lo:hi], weights[lo:hi], space.loss
         )(reference[lo:hi], np.arange(hi - lo))
-        scale = np.where(np.isfinite(at_reference) & (at_reference > 0), at_reference, 1.0)
+        # (floored: on noise-free data the objective is ~0 and dividing by it would blow up)
+        floor = OBJECTIVE_FLOOR_PER_POINT * log_y.shape[1]
+        scale = np.where(np.isfinite(at_reference), np.maximum(at_reference, floor), 1.0)
         z, f, ok = _refit_batch(space, log_y[lo:hi], weights[lo:hi] / scale[:, None])
         theta[lo:hi], objective[lo:hi], converged[lo:hi] = space.pmap.theta(z), f * scale, ok
         if progress is not None:

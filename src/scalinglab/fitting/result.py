@@ -21,6 +21,8 @@ FORMAT_VERSION = 2
 #: ``"confidence"``: the law's mean loss (parameter uncertainty only); ``"prediction"``: the
 #: loss a new run will measure (parameter uncertainty and run-to-run noise)
 IntervalKind = Literal["confidence", "prediction"]
+#: relative slack on a law's bounds when a saved parameter is checked against them
+BOUND_RTOL = 1e-9
 #: largest fit file read (a fit with 100,000 bootstrap replicates is ~10 MB)
 MAX_FIT_BYTES = 256 * 1024 * 1024
 #: noise draws per bootstrap replicate for prediction intervals (at least this many in all)
@@ -121,10 +123,9 @@ class Fit:
             )
         draws = max(1, math.ceil(PREDICTION_DRAWS / log_f.shape[0]))
         rng = np.random.default_rng(int(self.options.get("seed", 0)))
-        offsets = self.noise.sd_log * rng.standard_t(
-            self.noise.dof, size=(draws * log_f.shape[0], log_f.shape[1])
-        )
-        return np.exp(np.repeat(log_f, draws, axis=0) + offsets)
+        offsets = self.noise.log_offsets(rng, (draws * log_f.shape[0], log_f.shape[1]))
+        with np.errstate(over="ignore"):
+            return np.exp(np.repeat(log_f, draws, axis=0) + offsets)
 
     def predict_interval(
         self,
@@ -330,7 +331,11 @@ def _check_params(fit: Fit, source: str) -> None:
         )
     for spec in fit.law.parameters():
         value = fit.params[spec.name]
-        if not math.isfinite(value) or not spec.lower <= value <= spec.upper:
+        # a log-scale parameter fitted at its bound comes back as exp(log bound): allow for it
+        slack = BOUND_RTOL * max(
+            abs(spec.lower), abs(spec.upper) if math.isfinite(spec.upper) else 0.0
+        )
+        if not math.isfinite(value) or not spec.lower - slack <= value <= spec.upper + slack:
             raise InputError(
                 f"parameter '{spec.name}' must be finite and within "
                 f"[{spec.lower:g}, {spec.upper:g}]",

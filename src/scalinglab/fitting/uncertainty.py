@@ -37,7 +37,8 @@ class Noise:
     sd_point
         Scatter of single measurements within a run.
     dof
-        Degrees of freedom behind ``sd_log`` (prediction intervals use a t distribution).
+        Degrees of freedom behind ``sd_log`` (prediction intervals use a t distribution); for
+        a run offset and a point scatter, the Welch–Satterthwaite combination of theirs.
     source
         ``"residuals"`` (the fit's residuals, corrected for the parameters fitted) or
         ``"seeds"`` (runs repeated with other seeds).
@@ -48,6 +49,14 @@ class Noise:
     sd_point: float
     dof: int
     source: str
+
+    def log_offsets(self, rng: np.random.Generator, shape: tuple[int, ...]) -> FloatArray:
+        """Draws of a new run's log offset from the law: ``sd_log`` times a t variate.
+
+        The t distribution (``dof`` degrees of freedom) carries the uncertainty of ``sd_log``
+        itself into prediction intervals.
+        """
+        return self.sd_log * rng.standard_t(self.dof, size=shape)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -109,12 +118,29 @@ def estimate_noise(
     sd_point = (
         math.sqrt(float(np.sum((r - run_mean[codes]) ** 2)) / within_dof) if within_dof else 0.0
     )
-    between_dof = n_groups - n_free
+    # the parameters absorb run offsets as far as runs pin them; with fewer runs than
+    # parameters (curve laws fitted on two or three runs) they pin only the runs' common level
+    between_dof = n_groups - n_free if n_groups > n_free else n_groups - 1
     if between_dof < 1:
         return None
     between = float(np.sum(run_mean**2)) / between_dof
     sd_run = math.sqrt(max(0.0, between - sd_point**2 * float(np.mean(1.0 / sizes))))
-    return Noise(math.hypot(sd_run, sd_point), sd_run, sd_point, between_dof, "residuals")
+    return Noise(
+        math.hypot(sd_run, sd_point),
+        sd_run,
+        sd_point,
+        _satterthwaite((sd_run**2, between_dof), (sd_point**2, within_dof)),
+        "residuals",
+    )
+
+
+def _satterthwaite(*parts: tuple[float, int]) -> int:
+    """Degrees of freedom of a sum of variance estimates (Welch–Satterthwaite), rounded down."""
+    total = sum(v for v, _ in parts)
+    spread = sum(v * v / dof for v, dof in parts if dof > 0)
+    if spread <= 0:
+        return max(1, min(dof for _, dof in parts if dof > 0))
+    return max(1, int(total * total / spread))
 
 
 def _seed_noise(

@@ -341,9 +341,9 @@ def recommend_command(
     print_table(_records(result.forecast), title="forecast")
     if result.expected is not None:
         note(
-            "expected error",
-            f"of this forecast ({result.extrapolation_ratio:.3g}× past the largest run's "
-            f"compute): {result.expected.describe()}",
+            "expected error of this forecast",
+            f"{result.expected.describe()}; it extrapolates {result.extrapolation_ratio:.3g}× "
+            "past the largest run's compute",
         )
     for message in [*result.notes, *result.fit.warnings]:
         note("note", message)

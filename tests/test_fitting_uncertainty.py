@@ -101,7 +101,7 @@ def test_noise_from_repeated_seeds() -> None:
     both = {k: np.concatenate([v, v]) for k, v in x.items()}
     y = noisy(both, TRUTH, seed=5)
     result = fit_law(law, both, y, groups=np.arange(y.size))
-    assert result.noise is not None and result.noise.source == "seeds"
+    assert result.noise is not None and result.noise.source == "repeats"
     assert result.noise.dof == x["params"].size
 
 

@@ -190,8 +190,9 @@ def print_noise(result: Fit) -> None:
         )
         return
     noise = result.noise
+    source = "the residuals" if noise.source == "residuals" else "runs with the same inputs"
     console.print(
-        f"run-to-run noise: {100 * noise.sd_log:.2g}% of the loss (from {noise.source}, "
+        f"run-to-run noise: {100 * noise.sd_log:.2g}% of the loss (from {source}, "
         f"{noise.dof} degrees of freedom); prediction intervals add it to the parameters' "
         "uncertainty",
         markup=False,

@@ -204,7 +204,8 @@ def _fit_law(
     z0 = _starts(law, pmap, grid)
     polished: list[Polished] = []
     result: BatchResult | None = None
-    projector = Projector.build(law, pmap, z0, feats)
+    # the projected lattice serves the fast search and every bootstrap refit
+    projector = Projector.build(law, pmap, z0, feats) if search == "fast" or bootstrap else None
     lattice = None
     if projector is not None and search == "fast":
         z_lattice = projector.solve(y_arr[None, :], w[None, :])[0]

@@ -68,8 +68,13 @@ class ParameterMap:
         for j, n in enumerate(names):
             if n in fixed:
                 value = float(fixed[n])
+                lo, hi = bounds.get(n, (params[j].lower, params[j].upper))
                 if not math.isfinite(value) or (is_log[j] and value <= 0):
                     raise FitError(f"fixed value of '{n}' must be finite and valid, got {value}")
+                if not lo <= value <= hi:
+                    raise FitError(
+                        f"fixed value of '{n}' is {value:g}, outside its bounds [{lo:g}, {hi:g}]"
+                    )
                 fixed_values[j] = value
             else:
                 source[j] = free.index(tie.get(n, n))

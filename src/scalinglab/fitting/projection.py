@@ -60,7 +60,7 @@ def open_edges(
     lattice spans. Without a product shape no point is on an edge.
     """
     edge = np.zeros(points.shape[0], dtype=bool)
-    if shape is None:
+    if shape is None or axes.size == 0:  # no lattice, or every non-linear parameter fixed
         return edge
     index = np.unravel_index(np.arange(points.shape[0]), shape)
     for column, i, size in zip(axes, index, shape, strict=True):

@@ -41,7 +41,8 @@ class Noise:
         a run offset and a point scatter, the Welch–Satterthwaite combination of theirs.
     source
         ``"residuals"`` (the fit's residuals, corrected for the parameters fitted) or
-        ``"seeds"`` (runs repeated with other seeds).
+        ``"repeats"`` (runs that share every input the law reads: repeated seeds, or for a
+        law of compute alone, runs of one budget).
     """
 
     sd_log: float
@@ -146,22 +147,34 @@ def _satterthwaite(*parts: tuple[float, int]) -> int:
 def _seed_noise(
     r: FloatArray, codes: NDArray[np.intp], x: Mapping[str, FloatArray]
 ) -> Noise | None:
-    """Noise from runs that share all their inputs (repeated seeds), at each run's last point."""
-    if not x:
+    """Noise from runs that share all their inputs (repeated seeds), at each run's last point.
+
+    Two runs count as repeats when they have as many points and the same first and last
+    inputs (rounded); their residuals at their last points then differ only by noise.
+    """
+    if not x or codes.size == 0:
         return None
-    columns = np.column_stack([_rounded(v) for v in x.values()])
-    order = np.lexsort(columns.T[::-1])
-    # each run's point set as one hashable key; its last point (largest inputs) as its value
-    keys: dict[bytes, list[float]] = {}
-    for g in np.unique(codes):
-        rows = order[codes[order] == g]
-        keys.setdefault(columns[rows].tobytes(), []).append(float(r[rows[-1]]))
-    sets = [np.asarray(v) for v in keys.values() if len(v) > 1]
-    dof = sum(s.size - 1 for s in sets)
+    import pandas as pd
+
+    columns = [f"x{i}" for i in range(len(x))]
+    frame = pd.DataFrame({c: _rounded(v) for c, v in zip(columns, x.values(), strict=True)})
+    frame["run"] = codes
+    frame["residual"] = r
+    # each run's points in input order: its first and last rows, and how many it has
+    frame = frame.sort_values(["run", *columns], kind="stable")
+    runs = frame.groupby("run", sort=False)
+    key = pd.concat(
+        [runs[columns].first().add_prefix("first_"), runs[columns].last(), runs.size()], axis=1
+    )
+    key["residual"] = runs["residual"].last()
+    repeats = key.groupby(list(key.columns.drop("residual")), sort=False)["residual"]
+    sizes = repeats.transform("size")
+    deviation = key["residual"] - repeats.transform("mean")
+    dof = int(repeats.ngroups and (sizes[sizes > 1].size - (repeats.size() > 1).sum()))
     if dof < 2:
         return None
-    sd = math.sqrt(sum(float(np.sum((s - s.mean()) ** 2)) for s in sets) / dof)
-    return Noise(sd, sd, 0.0, dof, "seeds")
+    sd = math.sqrt(float(np.sum(deviation[sizes > 1] ** 2)) / dof)
+    return Noise(sd, sd, 0.0, dof, "repeats")
 
 
 def _rounded(values: FloatArray) -> FloatArray:

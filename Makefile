@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[train,dev]'
+	$(PY) -m pip install -q -e '.[train,dev,import]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,4 +33,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-bench312 build dist
+	rm -rf $(VENV) .venv-bench .venv-bench312 .venv-bench-tbparse build dist

@@ -11,7 +11,7 @@ The report package draws the result (:func:`scalinglab.report.study_report.build
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ import pandas as pd
 
 from scalinglab.data import RunStore, file_format, load_observations
 from scalinglab.data.runs import final_rows
+from scalinglab.data.schema import LossUnit
 from scalinglab.errors import FitError, InputError, ScalingLabError, SpecError
 from scalinglab.evaluation.backtest import FitChoice, backtest_family
 from scalinglab.evaluation.transfer import (
@@ -31,7 +32,7 @@ from scalinglab.evaluation.transfer import (
     fit_transfer,
     translate_law,
 )
-from scalinglab.fitting import Fit, fit, select_dataset
+from scalinglab.fitting import Diagnostic, Fit, fit, select_dataset
 from scalinglab.laws import get_law
 from scalinglab.laws.curve import (
     CurveLaw,
@@ -83,6 +84,20 @@ class Study:
     extras: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
+
+    def flags(self) -> dict[str, list[Diagnostic]]:
+        """Each fitted law's diagnostics, by the part of the study it belongs to.
+
+        Only fits with at least one flag are listed; a clean study gives ``{}``.
+        """
+        fits: dict[str, Fit | None] = {"compute law": self.compute_fit}
+        curve = self.extras.get("curve")
+        if isinstance(curve, CurveStudy):
+            fits |= {f"curve law ({name})": f for name, f in curve.fits.items()}
+        transfer = self.extras.get("transfer")
+        if isinstance(transfer, TransferStudy):
+            fits["loss-to-loss"] = transfer.fit.fit
+        return {part: f.diagnostics for part, f in fits.items() if f is not None and f.diagnostics}
 
 
 def primary_dataset(observations: pd.DataFrame, preferred: str | None = None) -> str | None:
@@ -202,9 +217,8 @@ def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
         + ", ".join(f"{k}={v:.4g}" for k, v in p.items())
         + ("" if result.converged else " — the fit did NOT converge")
     )
-    for warning in result.warnings:
-        study.notes.setdefault("compute law caveats", "")
-        study.notes["compute law caveats"] += warning + ". "
+    if result.diagnostics:
+        study.summary[-1] += f" ({len(result.diagnostics)} flag(s): see the report)"
     if study.plan is not None:
         for rec in study.plan.to_records():
             ci = ""
@@ -457,26 +471,23 @@ def run_study(
         return [f.result() for f in futures]
 
 
-def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """Observations from any source the data package reads.
+def load(
+    source: str | Path | pd.DataFrame,
+    *,
+    columns: Mapping[str, str] | None = None,
+    loss_unit: LossUnit = "nats",
+) -> pd.DataFrame:
+    """Observations from any source the data package reads (``columns``, ``loss_unit`` as
+    :func:`~scalinglab.data.load_observations` takes them).
 
     From a run store, each run's learning-rate schedule (its config's spec, resolved to the
     run's length) is attached as a ``schedule`` column: curve laws need the schedule at every
     step, not only the learning rate logged at evaluations.
     """
-    table = load_observations(source)
+    table = load_observations(source, columns=columns, loss_unit=loss_unit)
     if isinstance(source, pd.DataFrame) or file_format(Path(source)) != "sqlite":
         return table
-    return attach_run_schedules(table, source)
-
-
-def attach_run_schedules(table: pd.DataFrame, store: str | Path) -> pd.DataFrame:
-    """``table`` (read from the run store ``store``) with each run's schedule spec.
-
-    The spec in each run's config, resolved to the run's length, becomes the ``schedule``
-    column; the corpora the runs trained on become ``attrs["train_datasets"]``.
-    """
-    runs = RunStore(store, create=False).runs()
+    runs = RunStore(source, create=False).runs()
     last_step = table.groupby("run_id")["step"].max()
     specs = {}
     trained_on = set()

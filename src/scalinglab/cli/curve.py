@@ -15,6 +15,8 @@ from rich.markup import escape
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments, parse_float
+from scalinglab.cli.data_options import ColumnOpt, DatasetOpt, LossUnitOpt, column_map
+from scalinglab.cli.data_options import loss_unit as checked_loss_unit
 from scalinglab.cli.main import app
 from scalinglab.errors import InputError, SpecError
 from scalinglab.fitting import Fit, fit, select_dataset
@@ -104,14 +106,6 @@ LrLoggedOpt = Annotated[
         "scalinglab's trainer).",
     ),
 ]
-ColumnOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--column",
-        help="Map a column: THEIRS=ours, e.g. 'val/loss=loss', 'global_step=step' (repeatable).",
-    ),
-]
-LossUnitOpt = Annotated[str, typer.Option(help="Unit of the losses: nats, bits or perplexity.")]
 MinStepOpt = Annotated[
     int | None,
     typer.Option(help="Use only points from this step on (the lr logged before still counts)."),
@@ -121,7 +115,6 @@ ParamsOpt = Annotated[
     list[str] | None,
     typer.Option("--params", help="RUN=N: model size of runs (glob), for annealing_size."),
 ]
-DatasetOpt = Annotated[str | None, typer.Option(help="Dataset whose loss to use.")]
 PlotOpt = Annotated[
     Path | None, typer.Option(help="Write a plot of observed and predicted curves here.")
 ]
@@ -146,7 +139,7 @@ def load_curves(
     ``after``).
     """
     from scalinglab.data import file_format, load_observations
-    from scalinglab.study import attach_run_schedules
+    from scalinglab.study import load
 
     if not paths:
         raise SpecError("give at least one curve file")
@@ -154,21 +147,17 @@ def load_curves(
         raise SpecError(
             f"--lr-logged must be one of {', '.join(LR_CONVENTIONS)}, got '{lr_logged}'"
         )
-    mapping = parse_assignments(columns, "--column") or None
+    mapping, unit = column_map(columns), checked_loss_unit(loss_unit)
     stems = [p.stem for p in paths]
     clash = len(set(stems)) < len(stems)
     frames = []
     for path in paths:
-        df = load_observations(
-            path,
-            columns=mapping,
-            loss_unit=loss_unit,  # type: ignore[arg-type]  # validated there
-            required=("step", "loss"),
-        )
+        if path.suffix and path.exists() and file_format(path) == "sqlite":
+            df = load(path, columns=mapping, loss_unit=unit)  # with each run's schedule spec
+        else:
+            df = load_observations(path, columns=mapping, loss_unit=unit, required=("step", "loss"))
         if "run_id" in df.attrs.get("derived", ()):
             df["run_id"] = f"{path.parent.name}/{path.stem}" if clash else path.stem
-        if path.exists() and file_format(path) == "sqlite":
-            df = attach_run_schedules(df, path)
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)
     table.attrs["source"] = ", ".join(p.name for p in paths)

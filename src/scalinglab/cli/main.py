@@ -19,7 +19,9 @@ app = typer.Typer(
 from scalinglab.cli import backtest as _backtest  # noqa: E402,F401
 from scalinglab.cli import compute as _compute  # noqa: E402,F401
 from scalinglab.cli import curve as _curve  # noqa: E402,F401
+from scalinglab.cli import downstream as _downstream  # noqa: E402,F401
 from scalinglab.cli import example as _example  # noqa: E402,F401
+from scalinglab.cli import importer as _importer  # noqa: E402,F401
 from scalinglab.cli import planning as _planning  # noqa: E402,F401
 from scalinglab.cli import runs as _runs  # noqa: E402,F401
 from scalinglab.cli import study as _study  # noqa: E402,F401

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scalinglab.cli._common import console, print_json, user_errors
+from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, column_map, loss_unit
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.study import STUDY_PRESETS, Study, analyse, load, run_study
@@ -18,12 +19,19 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _analyse_and_write(
-    study_source: Any, out: Path, title: str, bootstrap: int, dataset: str | None
+    study_source: Any,
+    out: Path,
+    title: str,
+    bootstrap: int,
+    dataset: str | None,
+    column: list[str] | None = None,
+    unit: str = "nats",
 ) -> tuple[Study, dict[str, Path]]:
     from scalinglab.report.study_report import build_report
 
+    table = load(study_source, columns=column_map(column), loss_unit=loss_unit(unit))
     with console.status("fitting every law (compute, curves, loss-to-loss, backtest)…"):
-        study = analyse(load(study_source), dataset=dataset, bootstrap=bootstrap)
+        study = analyse(table, dataset=dataset, bootstrap=bootstrap)
         written = build_report(study, title=title).write(out)
     return study, written
 
@@ -99,12 +107,14 @@ def report_command(
     ),
     dataset: Annotated[str | None, typer.Option(help="Dataset of the compute law.")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the CIs.")] = 200,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: JsonOpt = False,
 ) -> None:
     """Analyse any run store or table as far as its data allow, and write the report."""
     tick = time.perf_counter()
     study, written = _analyse_and_write(
-        source, out, f"Scaling report: {source.name}", bootstrap, dataset
+        source, out, f"Scaling report: {source.name}", bootstrap, dataset, column, loss_unit
     )
     if as_json:
         print_json(

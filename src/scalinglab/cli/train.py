@@ -6,6 +6,7 @@ torch is imported only when a command runs, so the rest of the CLI works without
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from pathlib import Path
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from scalinglab.training.sweep import RunOutcome
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (no progress bar).")]
+LogToOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Also log to tensorboard, mlflow or wandb (offline), beside the store."),
+]
 
 
 def _require_torch() -> None:
@@ -73,6 +78,7 @@ def train_command(
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
     store: Annotated[Path | None, typer.Option(help="Run store (.sqlite) to write to.")] = None,
     run_id: Annotated[str | None, typer.Option(help="Name of the run in the store.")] = None,
+    log_to: LogToOpt = None,
     out_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folder (default runs/<run_id>).")
     ] = None,
@@ -113,6 +119,7 @@ def train_command(
         "store": str(store) if store is not None else None,
         "run_id": run_id,
         "out_dir": str(out_dir) if out_dir is not None else None,
+        "log_to": log_to,
     }
     settings.update({k: v for k, v in given.items() if v is not None})
     if steps is not None:
@@ -164,6 +171,7 @@ def sweep_command(
         Path | None, typer.Option(help="Checkpoint folders (default runs/<sweep name>).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: spec's).")] = None,
+    log_to: LogToOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the runs without training.")
     ] = False,
@@ -191,6 +199,8 @@ def sweep_command(
         typer.echo(PRESETS[preset], nl=False)
         return
     sweep = load_sweep(preset if preset is not None else str(spec))
+    if log_to:
+        sweep = dataclasses.replace(sweep, base={**sweep.base, "log_to": log_to})
     out = out_dir if out_dir is not None else Path("runs") / sweep.name
     store_path = store if store is not None else out / "runs.sqlite"
     if dry_run:

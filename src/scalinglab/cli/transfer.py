@@ -10,9 +10,8 @@ import pandas as pd
 import typer
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
-from scalinglab.cli.compute import parse_assignments
+from scalinglab.cli.data_options import LossUnitOpt, read_data
 from scalinglab.cli.main import app
-from scalinglab.data import load_observations
 from scalinglab.evaluation.transfer import (
     OWN_DATASET,
     ComputeLaw,
@@ -56,10 +55,11 @@ LOSS_HELP = (
 )
 
 
-def load_runs(data: Path, column: list[str] | None, wide: list[str] | None) -> pd.DataFrame:
+def load_runs(
+    data: Path, column: list[str] | None, wide: list[str] | None, unit: str = "nats"
+) -> pd.DataFrame:
     """Observations from a file, with column renames and wide loss columns melted."""
-    mapping = parse_assignments(column, "--column")
-    return load_observations(data, columns=mapping or None, wide=wide or None)
+    return read_data(data, column, unit, wide=wide)
 
 
 def _irreducible(value: str) -> Irreducible:
@@ -102,6 +102,7 @@ def fit_command(
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     column: ColumnOpt = None,
     wide: WideOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     out: Annotated[Path | None, typer.Option(help="Write the fit as JSON here.")] = None,
     plot: Annotated[
         Path | None, typer.Option(help="Save a scatter of the pairs with the fitted curve.")
@@ -109,7 +110,7 @@ def fit_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit the shifted power law from loss x to loss y."""
-    table = load_runs(data, column, wide)
+    table = load_runs(data, column, wide, loss_unit)
     result = fit_transfer(
         table,
         LossRef.parse(x, train_dataset),
@@ -225,10 +226,11 @@ def matrix_command(
     train_dataset: TrainDatasetOpt = OWN_DATASET,
     column: ColumnOpt = None,
     wide: WideOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: JsonOpt = False,
 ) -> None:
     """Fit every pair of a setting: matrices of κ, K and in-sample error."""
-    table = load_runs(data, column, wide)
+    table = load_runs(data, column, wide, loss_unit)
     result = transfer_matrix(
         table,
         setting,
@@ -260,10 +262,11 @@ def translate_command(
     train_dataset: TrainDatasetOpt = OWN_DATASET,
     column: ColumnOpt = None,
     wide: WideOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: JsonOpt = False,
 ) -> None:
     """Translate x's compute law to y from a few y runs; compare with fitting y alone."""
-    table = load_runs(data, column, wide)
+    table = load_runs(data, column, wide, loss_unit)
     result = translate_law(
         table,
         LossRef.parse(x, train_dataset),
@@ -316,10 +319,11 @@ def backtest_command(
     train_dataset: TrainDatasetOpt = OWN_DATASET,
     column: ColumnOpt = None,
     wide: WideOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: JsonOpt = False,
 ) -> None:
     """ARE of transfer laws against each loss's own compute law, beyond a compute budget."""
-    table = load_runs(data, column, wide)
+    table = load_runs(data, column, wide, loss_unit)
     results = pd.concat(
         [
             backtest_transfer(

@@ -23,6 +23,22 @@ def build_report(study: Study, title: str = "Scaling study") -> Report:
     _transfer_section(report, study)
     _backtest_section(report, study)
     _fits_table(report, study)
+    flags = study.flags()
+    if flags:
+        sec = report.section("Flags on the fits")
+        sec.paragraphs.append(
+            "What makes a number less trustworthy, and what to do about it. A clean fit has none."
+        )
+        sec.tables.append(
+            (
+                "Flags",
+                [
+                    {"fit": part, "flag": d.message, "what to do": d.advice}
+                    for part, found in flags.items()
+                    for d in found
+                ],
+            )
+        )
     if study.notes:
         sec = report.section("Parts not made")
         sec.tables.append(("Why", [{"part": k, "reason": v} for k, v in study.notes.items()]))
@@ -39,7 +55,10 @@ def _compute_section(report: Report, study: Study) -> None:
     sec.paragraphs.append(
         f"{fit.law.name} law fitted to the final loss of {fit.n_points} runs on "
         f"'{study.dataset}' (Huber δ={fit.options.get('delta')} on log residuals, "
-        f"{fit.n_starts} starts, {n_boot} bootstrap replicates resampling runs)."
+        f"{fit.n_starts} starts, {n_boot} exploring bootstrap refits, "
+        f"{fit.options.get('bootstrap_kind')}). Intervals on parameters and plans are "
+        "confidence intervals; the loss a run trained at a plan will measure has a wider "
+        "prediction interval (run-to-run noise added)."
     )
     sec.figures.append(
         (

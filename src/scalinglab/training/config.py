@@ -16,6 +16,7 @@ import numpy as np
 
 from scalinglab.errors import SpecError
 from scalinglab.schedules import resolve_schedule
+from scalinglab.training.loggers import check_loggers
 from scalinglab.training.model import GPTConfig
 
 
@@ -86,6 +87,9 @@ class TrainConfig:
         Run-store SQLite file that receives the observations (``None``: none).
     out_dir
         Folder of the run's checkpoints (``None``: ``runs/<run_id>``).
+    log_to
+        Also log every evaluation to ``tensorboard``, ``mlflow`` and/or ``wandb`` (offline),
+        beside the store (see :mod:`scalinglab.training.loggers`).
     """
 
     d_model: int = 64
@@ -124,10 +128,12 @@ class TrainConfig:
     family: str | None = None
     store: str | None = None
     out_dir: str | None = None
+    log_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # TOML and JSON give lists; the config is frozen and hashable in spirit
         object.__setattr__(self, "eval_data", tuple(self.eval_data))
+        object.__setattr__(self, "log_to", tuple(self.log_to))
         object.__setattr__(self, "optimizer_kwargs", dict(self.optimizer_kwargs))
         self.validate()
 
@@ -176,6 +182,7 @@ class TrainConfig:
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
             raise SpecError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check_optimizer(self.optimizer, self.optimizer_kwargs)
+        check_loggers(self.log_to)
         self.schedule_spec()
 
     # -- derived quantities ------------------------------------------------------------
@@ -253,6 +260,7 @@ class TrainConfig:
         """Plain dict (JSON/TOML friendly) of every field."""
         out = dataclasses.asdict(self)
         out["eval_data"] = list(self.eval_data)
+        out["log_to"] = list(self.log_to)
         return out
 
     @classmethod
@@ -283,7 +291,8 @@ class TrainConfig:
 #: fields that do not change what is trained (where it is written, how fast)
 _NOT_IDENTITY = frozenset(
     {"run_id", "family", "store", "out_dir", "device", "compile", "threads", "eval_every",
-     "eval_log_points", "checkpoint_every", "eval_tokens", "eval_data", "train_loss_window"}
+     "eval_log_points", "checkpoint_every", "eval_tokens", "eval_data", "log_to",
+     "train_loss_window"}
 )  # fmt: skip
 
 

@@ -11,7 +11,8 @@ every update, smoothed over ``train_loss_window`` steps, is written as dataset `
 ``flops = 6 · params · tokens``;
 ``params_nonembedding`` is recorded alongside for Kaplan-style fits. ``lr`` is the learning
 rate of the update that produced the measured weights. Checkpoints are written atomically; a
-run whose ``out_dir`` holds one resumes from it.
+run whose ``out_dir`` holds one resumes from it. ``log_to`` also sends every evaluation to
+TensorBoard, MLflow or W&B (:mod:`scalinglab.training.loggers`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from scalinglab.training import distributed
 from scalinglab.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from scalinglab.training.config import TrainConfig
 from scalinglab.training.corpora import Corpus, load_corpus
+from scalinglab.training.loggers import open_run_loggers
 from scalinglab.training.model import GPT
 from scalinglab.training.tokenizer import TokenIds, Tokenizer, TokenSplits, get_tokenizer, tokenize
 
@@ -439,6 +441,7 @@ def _train(
 
     run_id = config.name
     store = _store_for(config) if info.is_main else None
+    loggers = open_run_loggers(config, counts.total, counts.nonembedding) if info.is_main else None
     if store is not None:
         store.add_run(run_id, config.to_dict(), family=config.family, status="running")
     eval_steps, ckpt_steps = set(config.eval_steps()), set(config.checkpoint_steps())
@@ -494,6 +497,8 @@ def _train(
                 final_loss = dict(metrics)
                 if store is not None:
                     store.add_observations(pd.DataFrame(step_rows))
+                if loggers is not None:
+                    loggers.log_eval(done, done * config.tokens_per_step, float(lrs[step]), metrics)
             if done in eval_steps or done in ckpt_steps or done == config.total_steps:
                 train_rows = [
                     _observation(
@@ -521,10 +526,11 @@ def _train(
             if on_step is not None:
                 on_step(done, metrics)
     except BaseException as err:
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         if store is not None:
-            store.set_status(
-                run_id, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            )
+            store.set_status(run_id, status)
+        if loggers is not None:
+            loggers.close(status)
         raise
     finally:
         bar.close()
@@ -536,6 +542,8 @@ def _train(
         }
     if store is not None:
         store.set_status(run_id, "finished")
+    if loggers is not None:
+        loggers.close("finished")
     return TrainResult(
         run_id=run_id,
         steps=config.total_steps,

@@ -64,8 +64,8 @@ class TrainConfig:
     eval_log_points
         ... plus this many log-spaced early steps (the early curve that curve laws need).
     train_loss_window
-        The training loss of every update is written as dataset ``train``, smoothed by a
-        centred moving average of this many steps (odd; 1: raw; 0: not written).
+        Also write the training loss of every update as dataset ``train``, smoothed by a
+        centred moving average of this many steps (odd; 1: raw; 0, the default: not written).
     checkpoint_every
         Write a checkpoint every this many steps (``None``: at every regular evaluation);
         the last step always gets one.
@@ -117,7 +117,7 @@ class TrainConfig:
     eval_tokens: int = 32_768
     eval_every: int | None = None
     eval_log_points: int = 6
-    train_loss_window: int = 9
+    train_loss_window: int = 0
     checkpoint_every: int | None = None
     seed: int = 0
     device: str = "auto"

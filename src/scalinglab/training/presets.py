@@ -12,7 +12,8 @@
     The 25-step warmup matters: with a 5% warmup (6 steps in the shortest runs) the largest
     model ended behind the smaller ones at 128K tokens. The largest model is evaluated every
     16 steps (32 points in its 512-step runs, 6 in the WSD cooldown): the study fits curve
-    laws to its constant and cosine runs and predicts its WSD run.
+    laws to its constant and cosine runs and predicts its WSD run. Every run also writes its
+    training loss of every step (smoothed over 9 steps) as dataset ``train``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ train_data = "python-stdlib"
 eval_data = ["python-stdlib", "python-docs"]
 eval_tokens = 8192
 eval_log_points = 4
+train_loss_window = 9
 weight_decay = 0.1
 grad_clip = 1.0
 device = "cpu"

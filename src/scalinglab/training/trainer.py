@@ -5,8 +5,9 @@ and every DDP rank see the same batches), forward under bf16 autocast on CUDA, b
 clip the global gradient norm, optimizer and LR-scheduler step. At the evaluation steps
 (log-spaced early, then regular) the validation split of every ``eval_data`` corpus is
 scored and each loss becomes one observation row (``run_id, step, tokens, params,
-params_nonembedding, flops, lr, dataset, loss, seed``) in the run store; the training loss of
-every update, smoothed over ``train_loss_window`` steps, is written as dataset ``train``.
+params_nonembedding, flops, lr, dataset, loss, seed``) in the run store; with
+``train_loss_window`` the training loss of every update, smoothed over that many steps, is
+written too, as dataset ``train``.
 ``params`` is the total parameter count N (embeddings included) and
 ``flops = 6 · params · tokens``;
 ``params_nonembedding`` is recorded alongside for Kaplan-style fits. ``lr`` is the learning

@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[train,dev,import]'
+	$(PY) -m pip install -q -e '.[train,report,dev,import]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -381,6 +381,62 @@ def old_bootstrap(
     return pmap.theta(res.z)
 
 
+# -- real backtests --------------------------------------------------------------------------
+
+#: Luo et al.'s two training schedules; the other seven are forecast
+LUO_TRAIN = ("constant_24000", "cosine_24000")
+
+
+def luo_backtest(n_boot: int, laws: Sequence[str]) -> dict[str, Any] | None:
+    """Curve laws fitted on two schedules of Luo et al.'s 25M and 100M models, the rest forecast.
+
+    Scores the 95% prediction interval at every held-out point (every 128 steps of 7
+    schedules) and at each held-out run's final point, beside the old intervals.
+    """
+    folder = SHARED / "lr_schedules"
+    if not folder.exists():
+        return None
+    from scalinglab.schedules.reference import luo2025_spec
+
+    out: dict[str, Any] = {}
+    for size in (25, 100):
+        frames = [
+            pd.read_csv(path).assign(run_id=path.stem, schedule=luo2025_spec(path.stem))
+            for path in sorted((folder / f"csv_{size}").glob("*.csv"))
+        ]
+        data = pd.concat(frames, ignore_index=True)
+        train = data[data["run_id"].isin(LUO_TRAIN)]
+        test = data[~data["run_id"].isin(LUO_TRAIN)]
+        last = test.groupby("run_id")["step"].transform("max") == test["step"]
+        for name in laws:
+            law = get_law(name)
+            x_train = law.features(train)
+            y_train = train["loss"].to_numpy(float)
+            groups = train["run_id"].to_numpy()
+            result = fit_law(law, x_train, y_train, groups=groups, bootstrap=n_boot)
+            x_test = law.features(test)
+            y = test["loss"].to_numpy(float)
+            lo, hi = result.predict_interval(x_test, 0.95, kind="prediction")
+            old = old_bootstrap(result, x_train, y_train, groups, n_boot, seed=0)
+            old_pred = np.exp(law.log_predict(old, x_test))
+            old_lo, old_hi = np.nanpercentile(old_pred, [2.5, 97.5], axis=0)
+            inside = (lo <= y) & (y <= hi)
+            old_inside = (old_lo <= y) & (y <= old_hi)
+            out[f"{size}M_{name}"] = {
+                "bootstrap_kind": result.options["bootstrap_kind"],
+                "noise_sd_percent": None if result.noise is None else 100 * result.noise.sd_log,
+                "points": int(y.size),
+                "coverage_95_percent": 100 * float(np.mean(inside)),
+                "final_point_coverage_95_percent": 100 * float(np.mean(inside[last.to_numpy()])),
+                "mean_width_percent": 100 * float(np.mean((hi - lo) / y)),
+                "old_coverage_95_percent": 100 * float(np.mean(old_inside)),
+                "old_mean_width_percent": 100 * float(np.mean((old_hi - old_lo) / y)),
+                "mean_abs_error_percent": 100
+                * float(np.mean(np.abs(result.predict(x_test) / y - 1))),
+            }
+    return out
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -404,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(result["case"], result["worst_gap_points"], result["seconds"], flush=True)
         synthetic.append(result)
     chinchilla = chinchilla_widths(4000)
+    real = {"luo_curves": luo_backtest(args.bootstrap, ("multipower", "annealing"))}
     elapsed = time.perf_counter() - started
     summary = "; ".join(
         f"{r['case']} ({r['replicates']} data sets, {r['bootstrap_kind'][0]} bootstrap): worst "
@@ -415,10 +472,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{k} {v:.2f}× (old {chinchilla['old_width_ratio'][k]:.2f}×)"
             for k, v in chinchilla["width_ratio"].items()
         )
+    if real["luo_curves"]:
+        summary += (
+            "; Luo et al. curves, 95% prediction intervals on 7 held-out schedules: "
+            + ", ".join(
+                f"{k} coverage {v['coverage_95_percent']:.0f}% "
+                f"(old {v['old_coverage_95_percent']:.0f}%), "
+                f"width {v['mean_width_percent']:.2f}% (old {v['old_mean_width_percent']:.2f}%)"
+                for k, v in real["luo_curves"].items()
+            )
+        )
     summary += f"; {elapsed:.0f} s"
     record(
         "calibration",
-        {"synthetic": synthetic, "chinchilla": chinchilla, "seconds": elapsed},
+        {"synthetic": synthetic, "chinchilla": chinchilla, "real": real, "seconds": elapsed},
         summary,
     )
     return 0

@@ -482,14 +482,15 @@ def load(
 
     From a run store, each run's learning-rate schedule (its config's spec, resolved to the
     run's length) is attached as a ``schedule`` column: curve laws need the schedule at every
-    step, not only the learning rate logged at evaluations.
+    step, not only the learning rate logged at evaluations. Its optimizer is attached as an
+    ``optimizer`` column (the report's runs table shows it).
     """
     table = load_observations(source, columns=columns, loss_unit=loss_unit)
     if isinstance(source, pd.DataFrame) or file_format(Path(source)) != "sqlite":
         return table
     runs = RunStore(source, create=False).runs()
     last_step = table.groupby("run_id")["step"].max()
-    specs = {}
+    specs, optimizers = {}, {}
     trained_on = set()
     for rec in runs.to_dict(orient="records"):
         config = rec.get("config") or {}
@@ -500,7 +501,11 @@ def load(
             specs[run_id] = resolve_schedule(str(config["schedule"]), int(last_step[run_id]))
         if config.get("train_data"):
             trained_on.add(str(config["train_data"]))
+        if config.get("optimizer"):
+            optimizers[run_id] = str(config["optimizer"])
     if specs:
         table["schedule"] = table["run_id"].astype(str).map(specs)
+    if optimizers:
+        table["optimizer"] = table["run_id"].astype(str).map(optimizers)
     table.attrs["train_datasets"] = sorted(trained_on)
     return table

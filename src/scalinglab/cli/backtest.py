@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    console,
+    fmt,
+    markup,
+    note,
+    print_json,
+    print_table,
+    progress_bar,
+    user_errors,
+)
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.data.schema import LOSS_UNITS, LossUnit
@@ -142,7 +151,7 @@ def _print_report(report: BacktestReport, title: str) -> None:
                 "ARE": rec["are"],
                 **{b: rec[f"are_{b}"] for b in BASELINES},
                 "beats": "yes" if rec["beats_baselines"] else "",
-                "note": rec["error"][:60] if isinstance(rec["error"], str) else "",
+                "note": rec["error"] if isinstance(rec["error"], str) else "",
             }
         )
     if len(rows) <= 80:
@@ -153,7 +162,7 @@ def _print_report(report: BacktestReport, title: str) -> None:
         )
     print_table(_records(report.best(), "choice"), title="fitting choices, best first")
     for family, reason in sorted(report.skipped.items()):
-        console.print(f"[yellow]skipped[/] {family}: {reason}", highlight=False)
+        note("skipped", f"{family}: {reason}")
 
 
 def _finish(report: BacktestReport, heatmap: Path | None, out: Path | None) -> dict[str, Any]:
@@ -204,28 +213,32 @@ def data_command(
             else:
                 others = _load(data, column, perplexity, loss_unit, dataset, min_sizes=2)
                 others = others[others["family"].astype(str) != name]
-            collection = collection_for(others) if not others.empty else None
+            if not others.empty:
+                with progress_bar("fitting the other families") as progress:
+                    collection = collection_for(others, progress=progress)
         except InputError as err:
             notes.append(f"no collection to borrow parameters from: {err}")
-    results = backtest_family(
-        obs,
-        name,
-        target=target,
-        ks=k,
-        fractions=fraction or DEFAULT_FRACTIONS,
-        target_fractions=target_fraction or DEFAULT_TARGET_FRACTIONS,
-        choices=choices,
-        collection=collection,
-        max_per_run=max_per_run or None,
-    )
+    with progress_bar(f"backtesting {name}") as progress:
+        results = backtest_family(
+            obs,
+            name,
+            target=target,
+            ks=k,
+            fractions=fraction or DEFAULT_FRACTIONS,
+            target_fractions=target_fraction or DEFAULT_TARGET_FRACTIONS,
+            choices=choices,
+            collection=collection,
+            max_per_run=max_per_run or None,
+            progress=progress,
+        )
     report = BacktestReport(results, collection=collection)
     extra = _finish(report, heatmap, out)
     if as_json:
         print_json(report.to_dict() | extra | {"notes": notes})
         return
     _print_report(report, f"backtest of {name} (target {results[0].target})")
-    for note in notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for message in notes:
+        note("note", message)
     for key, path in extra.items():
         console.print(f"{key}: {path}")
 
@@ -250,15 +263,17 @@ def all_command(
 ) -> None:
     """Backtest every family with 3 or more model sizes; tables per fitting factor."""
     obs = _load(data, column, perplexity, loss_unit, dataset)
-    report = backtest_all(
-        obs,
-        ks=k,
-        fractions=fraction or DEFAULT_FRACTIONS,
-        target_fractions=target_fraction or DEFAULT_TARGET_FRACTIONS,
-        choices=_choices(choice),
-        max_per_run=max_per_run or None,
-        workers=workers,
-    )
+    with progress_bar("backtesting families") as progress:
+        report = backtest_all(
+            obs,
+            ks=k,
+            fractions=fraction or DEFAULT_FRACTIONS,
+            target_fractions=target_fraction or DEFAULT_TARGET_FRACTIONS,
+            choices=_choices(choice),
+            max_per_run=max_per_run or None,
+            workers=workers,
+            progress=progress,
+        )
     extra = _finish(report, heatmap, out)
     if as_json:
         print_json(report.to_dict() | extra)
@@ -306,13 +321,12 @@ def recommend_command(
         _records(rank, "choice"),
         title=f"fitting choices on {result.family}, best first (backtest ARE)",
     )
-    console.print(
-        f"recommended: [bold]{result.best_choice}[/] ({CHOICES[result.best_choice].describe()})"
-    )
+    best = result.best_choice
+    console.print(markup("recommended: [bold]{}[/] ({})", best, CHOICES[best].describe()))
     print_table([{"parameter": n, "value": v} for n, v in result.params.items()], title="fit")
     print_table(_records(result.forecast), title="forecast")
     best_are = float(rank["median_are"].iloc[0])
     if math.isfinite(best_are):
         console.print(f"expected error of this forecast (backtest median ARE): {fmt(best_are)}")
-    for note in [*result.notes, *result.fit.warnings]:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for message in [*result.notes, *result.fit.warnings]:
+        note("note", message)

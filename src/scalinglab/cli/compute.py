@@ -4,19 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import pandas as pd
 import typer
 from rich.text import Text
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    console,
+    fmt,
+    print_json,
+    print_table,
+    progress_bar,
+    user_errors,
+)
 from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, read_data
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
-from scalinglab.fitting import Diagnostic, Fit, fit
 from scalinglab.laws import available_laws, get_law
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from scalinglab.fitting import Diagnostic, Fit
 
 
 def parse_assignments(items: list[str] | None, option: str) -> dict[str, str]:
@@ -119,20 +129,24 @@ def fit_command(
         )
         rows, notes = chosen.rows, chosen.notes
     fixed = {k: parse_float(v, f"--fix {k}") for k, v in parse_assignments(fix, "--fix").items()}
-    result = fit(
-        rows,
-        law_obj,
-        bootstrap=bootstrap,
-        bootstrap_kind=bootstrap_kind,
-        seed=seed,
-        loss=loss,
-        delta=delta,
-        fixed=fixed or None,
-        tie=parse_assignments(tie, "--tie") or None,
-        cap_irreducible=cap_irreducible,
-        overestimate_penalty=overestimate_penalty,
-        search=search,
-    )
+    from scalinglab.fitting import fit  # scipy: imported by the commands that fit
+
+    with progress_bar("bootstrap refits") as progress:
+        result = fit(
+            rows,
+            law_obj,
+            bootstrap=bootstrap,
+            bootstrap_kind=bootstrap_kind,
+            seed=seed,
+            loss=loss,
+            delta=delta,
+            fixed=fixed or None,
+            tie=parse_assignments(tie, "--tie") or None,
+            cap_irreducible=cap_irreducible,
+            overestimate_penalty=overestimate_penalty,
+            search=search,
+            progress=progress,
+        )
     if out is not None:
         result.save(out)
     if as_json:
@@ -208,6 +222,8 @@ def predict_command(
     The prediction interval covers the loss a new run will measure (parameter uncertainty and
     run-to-run noise); the confidence interval covers the law's mean loss there.
     """
+    from scalinglab.fitting import Fit
+
     result = Fit.load(fit_file)
     given = {"params": params, "tokens": tokens, "flops": flops}
     unused = [f"--{k}" for k, v in given.items() if v and k not in result.law.inputs]

@@ -11,9 +11,8 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import pandas as pd
 import typer
-from rich.markup import escape
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import console, fmt, markup, note, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments, parse_float
 from scalinglab.cli.data_options import ColumnOpt, DatasetOpt, LossUnitOpt, column_map
 from scalinglab.cli.data_options import loss_unit as checked_loss_unit
@@ -326,7 +325,7 @@ def _reading_logs(work: Callable[[], _T]) -> tuple[_T, list[str]]:
 
 def _print_notes(lines: list[str]) -> None:
     for line in lines:
-        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+        note("warning", line)
 
 
 def _error_rows(errors: pd.DataFrame, law: str | None = None) -> list[dict[str, Any]]:
@@ -415,7 +414,7 @@ def fit_command(
         f"curves · converged: {result.converged}"
     )
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w)}")
+        note("warning", w)
     _print_notes(notes)
     for label, path in (("saved to", out), ("plot saved to", plot)):
         if path is not None:
@@ -593,7 +592,7 @@ def compare_command(
         return
     print_table(per_curve, title="held-out error per curve (%)")
     print_table(summary, title="held-out error per law (%)")
-    console.print(f"lowest mean error: [bold]{best}[/]")
+    console.print(markup("lowest mean error: [bold]{}[/]", best))
     _print_notes(notes)
     if plot is not None:
         console.print(f"plot saved to {plot}")
@@ -674,8 +673,12 @@ def optimize_command(
         return
     print_table(rows, title=f"predicted final loss after {total} steps ({result.law.name})")
     console.print(
-        f"recommended: [bold]{rec.name}[/], {fmt(choice.gain_over(choice.cosine, rec))} nats "
-        f"below cosine and {fmt(choice.gain_over(choice.wsd20, rec))} below WSD-20%"
+        markup(
+            "recommended: [bold]{}[/], {} nats below cosine and {} below WSD-20%",
+            rec.name,
+            fmt(choice.gain_over(choice.cosine, rec)),
+            fmt(choice.gain_over(choice.wsd20, rec)),
+        )
     )
     for label, path in (("schedule saved to", save_schedule), ("plot saved to", plot)):
         if path is not None:

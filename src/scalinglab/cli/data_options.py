@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
-from scalinglab.data.schema import LOSS_UNITS, LossUnit
 from scalinglab.errors import SpecError
+
+if TYPE_CHECKING:
+    # imported on use: the data package loads pandas, which `scalinglab laws` does without
+    import pandas as pd
+
+    from scalinglab.data.schema import LossUnit
 
 ColumnOpt = Annotated[
     list[str] | None,
@@ -31,6 +35,8 @@ LossUnitOpt = Annotated[
 
 def loss_unit(value: str) -> LossUnit:
     """The ``--loss-unit`` value, checked."""
+    from scalinglab.data.schema import LOSS_UNITS
+
     if value not in LOSS_UNITS:
         raise SpecError(f"--loss-unit must be one of {', '.join(LOSS_UNITS)}, got '{value}'")
     unit: LossUnit = value  # type: ignore[assignment]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import console, fmt, note, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments, parse_float
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
@@ -244,7 +244,7 @@ def fit_command(
     _print_status_counts(result)
     shown = relevant_warnings(result)
     for w in shown:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        note("warning", w)
     if len(result.warnings) > len(shown):
         console.print(
             f"{len(result.warnings) - len(shown)} more warning(s) on forms not chosen or targets "
@@ -468,8 +468,8 @@ def backtest_command(
         highlight=False,
     )
     print_table(rows, title=f"downstream backtest ({table.source})")
-    for note in table.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    for message in table.notes:
+        note("note", message)
 
 
 def _split(
@@ -602,4 +602,4 @@ def overtraining_plan(
         highlight=False,
     )
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        note("warning", warning)

@@ -49,7 +49,7 @@ def import_command(
         list[str],
         typer.Argument(
             help="TensorBoard log folders or event files, MLflow URIs (sqlite:///mlflow.db, "
-            "mlruns/), W&B offline runs, CSV/Parquet exports or wandb://ENTITY/PROJECT[/RUN], "
+            "mlruns/), W&B offline runs, CSV/Parquet exports or wandb://ENTITY/PROJECT\\[/RUN], "
             "trainer_state.json files or Trainer output folders, text logs.",
             show_default=False,
         ),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import console, fmt, note, print_json, print_table, user_errors
 from scalinglab.cli.compute import load_table
 from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt
 from scalinglab.cli.main import app
@@ -108,7 +108,7 @@ def plan_command(
     if plan.ci:
         console.print(f"intervals: {plan.n_samples} bootstrap replicates, level {fmt(level)}")
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        note("warning", warning)
 
 
 @app.command("isoflop")
@@ -154,7 +154,7 @@ def isoflop_command(
             f"  (exponent {fmt(level)} interval [{fmt(lo)}, {fmt(hi)}])"
         )
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        note("warning", warning)
 
 
 @app.command("params")

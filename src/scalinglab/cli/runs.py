@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from scalinglab.cli._common import console, print_json, print_table, user_errors
 from scalinglab.cli.main import app
@@ -48,7 +49,8 @@ def show_command(
         print_json(run)
         return
     console.print(
-        f"[bold]{run['run_id']}[/] family {run['family'] or '-'} · {run['status']} · "
+        Text(str(run["run_id"]), style="bold")
+        + f" family {run['family'] or '-'} · {run['status']} · "
         f"{run['n_observations']} observations · created {run['created_at']} · "
         f"updated {run['updated_at']}",
         highlight=False,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from scalinglab.cli._common import console, print_json, user_errors
+from scalinglab.cli._common import console, note, print_json, user_errors
 from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, column_map, loss_unit
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
@@ -41,7 +41,7 @@ def _print_summary(study: Study, written: dict[str, Path], seconds: float) -> No
     for line in study.summary:
         console.print(f"• {line}", highlight=False, markup=False)
     for part, reason in study.notes.items():
-        console.print(f"[yellow]not made:[/] {part}: {reason}", highlight=False)
+        note("not made", f"{part}: {reason}")
     console.print(
         f"report: {written['html']} (also {written['markdown'].name} and "
         f"{len(written) - 2} PNG files) — {seconds:.0f} s in all",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
 from scalinglab.cli._common import console, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments
@@ -148,7 +149,7 @@ def train_command(
         return
     resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
     console.print(
-        f"[bold]{result.run_id}[/]: {result.params:,} parameters "
+        Text(result.run_id, style="bold") + f": {result.params:,} parameters "
         f"({result.params_nonembedding:,} non-embedding), {result.steps} steps, "
         f"{result.tokens:,} tokens, {result.tokens_per_second:,.0f} tokens/s{resumed}",
         highlight=False,

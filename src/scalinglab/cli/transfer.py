@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import console, fmt, note, print_json, print_table, user_errors
 from scalinglab.cli.data_options import LossUnitOpt, read_data
 from scalinglab.cli.main import app
 from scalinglab.evaluation.transfer import (
@@ -157,7 +157,7 @@ def fit_command(
         highlight=False,
     )
     for w in result.fit.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        note("warning", w)
     for label, path in (("saved to", out), ("plot saved to", plot)):
         if path is not None:
             console.print(f"{label} {path}", highlight=False)

@@ -26,8 +26,8 @@ not seen), so one vectorised L-BFGS run replaces hundreds of separate fits.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -594,6 +594,7 @@ def backtest_family(
     test_from: float = TEST_FROM,
     max_per_run: int | None = DEFAULT_MAX_PER_RUN,
     loss: RobustLoss | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[BacktestResult]:
     """Backtest one family over a grid of scenarios and fitting choices.
 
@@ -624,6 +625,9 @@ def backtest_family(
         Thin each run to this many checkpoints for fitting (``None``: all).
     loss
         Robust loss of the objective; default Huber(1e-3) on log residuals.
+    progress
+        Called as ``progress(done, total)`` after each batch of fits (one per kind of
+        parameterisation).
 
     Returns
     -------
@@ -686,7 +690,9 @@ def backtest_family(
 
     results: list[BacktestResult] = []
     # choices sharing a parameterisation are solved in one batch
-    for parameters in sorted(variants):
+    for done, parameters in enumerate(sorted(variants)):
+        if progress is not None:
+            progress(done, len(variants))
         variant = variants[parameters]
         weight_rows: list[FloatArray] = []
         pending: list[tuple[BacktestResult, FloatArray, FloatArray]] = []
@@ -763,6 +769,8 @@ def backtest_family(
                 continue
             result.are = are(pred, test_loss)
             result.params = _base_params(variant.law, th)
+    if progress is not None:
+        progress(len(variants), len(variants))
     return results
 
 
@@ -777,6 +785,7 @@ def backtest_all(
     law: str | Law = "chinchilla",
     max_per_run: int | None = DEFAULT_MAX_PER_RUN,
     workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestReport:
     """Backtest every family with at least three model sizes, each forecasting its largest.
 
@@ -795,6 +804,9 @@ def backtest_all(
         Fitted parameters by family; default computed from ``observations``.
     workers
         Processes that backtest families in parallel (1: in this process).
+    progress
+        Called as ``progress(done, total)``: 0 before the collection's fits, then as each
+        family's backtest finishes.
 
     Returns
     -------
@@ -808,6 +820,8 @@ def backtest_all(
         raise InputError("workers must be at least 1", value=workers)
     base = get_law(law) if isinstance(law, str) else law
     choices = dict(CHOICES if choices is None else choices)
+    if progress is not None:
+        progress(0, observations["family"].nunique())
     if collection is None and any(c.needs_collection for c in choices.values()):
         collection = collection_for(observations, base, max_per_run=max_per_run)
     skipped = dict(observations.attrs.get("skipped_families", {}))
@@ -832,11 +846,21 @@ def backtest_all(
         )
         for family in frames
     ]
+
+    def finished(done: int) -> None:
+        if progress is not None:
+            progress(done, len(tasks))
+
     if workers == 1:
-        outcomes = [_family_task(frames[f], f, opts) for f, opts in tasks]
+        outcomes = []
+        for f, opts in tasks:
+            outcomes.append(_family_task(frames[f], f, opts))
+            finished(len(outcomes))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(_family_task, frames[f], f, opts) for f, opts in tasks]
+            for done, _ in enumerate(as_completed(futures), start=1):
+                finished(done)
             outcomes = [fut.result() for fut in futures]
     results: list[BacktestResult] = []
     for (family, _), outcome in zip(tasks, outcomes, strict=True):
@@ -866,6 +890,7 @@ def collection_for(
     min_tokens: float = GUIDE_MIN_TOKENS,
     max_per_run: int | None = DEFAULT_MAX_PER_RUN,
     weighting: Weighting = "run",
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Fit a law to each group of runs (a family): the collection to borrow parameters from.
 
@@ -886,6 +911,8 @@ def collection_for(
     min_tokens, max_per_run, weighting
         Checkpoint selection and weights, as in
         :func:`~scalinglab.evaluation.checkpoints.fit_checkpoints`.
+    progress
+        Called as ``progress(done, total)`` after each group.
 
     Returns
     -------
@@ -902,7 +929,10 @@ def collection_for(
     skipped: dict[str, str] = {}
     plain = observations.copy()
     plain.attrs = {}  # pandas deep-copies attrs on every operation
-    for group, df in plain.groupby(by, sort=True):
+    groups = plain.groupby(by, sort=True)
+    for done, (group, df) in enumerate(groups):
+        if progress is not None:
+            progress(done, groups.ngroups)
         sizes = df["params"].nunique()
         if sizes < min_sizes:
             skipped[str(group)] = f"{sizes} model size(s), fewer than {min_sizes}"
@@ -936,6 +966,8 @@ def collection_for(
             "n_points": float(len(points)),
             "objective": float(objective[0]),
         }
+    if progress is not None:
+        progress(groups.ngroups, groups.ngroups)
     table = pd.DataFrame.from_dict(
         rows, orient="index", columns=[*base.param_names, "n_points", "objective"]
     )

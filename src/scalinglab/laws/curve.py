@@ -39,10 +39,9 @@ import warnings
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, cast
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from scalinglab.errors import FitError, InputError, SpecError
@@ -57,6 +56,10 @@ from scalinglab.schedules import (
     read_logged_lr,
     warmup_end,
 )
+
+if TYPE_CHECKING:
+    # pandas is imported where it is used: `scalinglab laws` starts without it
+    import pandas as pd
 
 WarmupMode = Literal["s1", "both", "neither", "fit"]
 WARMUP_MODES: tuple[str, ...] = ("s1", "both", "neither", "fit")
@@ -214,6 +217,8 @@ def _pad(values: FloatArray, width: int) -> FloatArray:
 
 
 def _whole_steps(df: pd.DataFrame, source: str) -> NDArray[np.int64]:
+    import pandas as pd
+
     raw = pd.to_numeric(df["step"], errors="coerce").to_numpy(dtype=float)
     bad = np.flatnonzero(~np.isfinite(raw) | (raw < 1) | (raw != np.round(raw)))
     if bad.size:
@@ -235,6 +240,8 @@ def _row(df: pd.DataFrame, pos: int) -> int:
 
 
 def _run_rows(runs: NDArray[Any] | None, n: int) -> list[NDArray[np.intp]]:
+    import pandas as pd
+
     if runs is None:
         return [np.arange(n)]
     codes, _ = pd.factorize(runs)
@@ -244,6 +251,8 @@ def _run_rows(runs: NDArray[Any] | None, n: int) -> list[NDArray[np.intp]]:
 
 
 def _one_value(run_df: pd.DataFrame, column: str, run: str, source: str) -> float:
+    import pandas as pd
+
     values = pd.to_numeric(run_df[column], errors="coerce").to_numpy(dtype=float)
     if not np.all(np.isfinite(values) & (values > 0)):
         pos = int(np.flatnonzero(~(np.isfinite(values) & (values > 0)))[0])
@@ -295,6 +304,8 @@ def run_schedule(
     name
         The run's name, for warnings (default: its ``run_id``).
     """
+    import pandas as pd
+
     if name is None and "run_id" in run.columns and len(run):
         name = str(run["run_id"].iloc[0])
     given = run.attrs.get("schedules", {})
@@ -807,6 +818,8 @@ def forecast_cv(
     run's points after ``(1 − holdout)`` of its last step are held out, the law is fitted on
     the others (``options`` go to :func:`scalinglab.fitting.fit`) and scored on them.
     """
+    import pandas as pd
+
     from scalinglab.fitting import fit
 
     if not 0 < holdout < 1:
@@ -907,6 +920,8 @@ def curve_errors(
         One row per run with scored points: ``run_id``, ``points``, ``mean_rel_error``,
         ``max_rel_error``, ``final_rel_error`` (signed, at its last scored step), as fractions.
     """
+    import pandas as pd
+
     law = curve_law(fit)
     predicted = law.predict(dict(fit.params), law.features(observations))
     observed = observations["loss"].to_numpy(dtype=float)

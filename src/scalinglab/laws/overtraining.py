@@ -21,14 +21,16 @@ variable projection and searches over the exponents only.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from scalinglab.errors import InputError
 from scalinglab.laws.base import Features, FloatArray, Law, Parameter, register
 from scalinglab.laws.compute import _LOG_E_GRID, _LOG_SCALE_GRID, Chinchilla, _lse_weights
+
+if TYPE_CHECKING:
+    import pandas as pd  # annotations only: `scalinglab laws` starts without pandas
 
 #: name of the tokens-per-parameter feature (a column of that name, or tokens / params)
 MULTIPLIER = "multiplier"

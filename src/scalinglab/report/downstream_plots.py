@@ -179,28 +179,24 @@ def add_downstream_section(report: Report, fit: DownstreamFit, table: Downstream
         + "."
     )
     if fit.loss_fit is not None:
-        sec.figures.append(
-            (
-                "downstream_loss_law",
-                plot_loss_law(fit, table),
-                f"Validation loss against compute with the {fit.loss_fit.law.name} law.",
-            )
+        sec.figure(
+            "downstream_loss_law",
+            f"Validation loss against compute with the {fit.loss_fit.law.name} law.",
+            plot_loss_law(fit, table),
         )
     targets = [*table.averages, *[t for t in fit.targets if t not in table.averages]]
     targets = [t for t in targets if t in fit.fits]
     for page, start in enumerate(range(0, len(targets), PANELS_PER_FIGURE)):
         chunk = targets[start : start + PANELS_PER_FIGURE]
-        sec.figures.append(
-            (
-                f"downstream_tasks_{page + 1}",
-                plot_task_curves(fit, table, chunk),
-                "Top-1 error against validation loss (points: runs, coloured by tokens per "
-                "parameter); lines: the exp and sigmoid forms; dotted: chance. Titles: the "
-                "verdict (green forecastable, grey near chance, orange too noisy, red "
-                "non-monotone).",
-            )
+        sec.figure(
+            f"downstream_tasks_{page + 1}",
+            "Top-1 error against validation loss (points: runs, coloured by tokens per "
+            "parameter); lines: the exp and sigmoid forms; dotted: chance. Titles: the "
+            "verdict (green forecastable, grey near chance, orange too noisy, red "
+            "non-monotone).",
+            plot_task_curves(fit, table, chunk),
         )
-    sec.tables.append(("Which targets are forecastable", verdict_rows(fit)))
+    sec.table("Which targets are forecastable", verdict_rows(fit), sortable=True)
 
 
 def write_downstream_report(

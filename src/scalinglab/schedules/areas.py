@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.signal import lfilter
 
 from scalinglab.errors import SpecError
 from scalinglab.schedules.base import FloatArray
@@ -62,6 +61,9 @@ def lr_areas(
     """
     if not 0 <= decay < 1:
         raise SpecError(f"annealing decay λ must be in [0, 1), got {decay}")
+    # imported here: scipy.signal costs ~0.9 s, too much for every command that imports schedules
+    from scipy.signal import lfilter
+
     eta = np.asarray(lr, dtype=float).reshape(-1)
     momentum = lfilter([1.0], [1.0, -decay], lr_drops(eta, anneal_start=anneal_start))
     return np.cumsum(eta), np.cumsum(momentum)

@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test test-cluster bench lint venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[train,report,dev,import]'
+	$(PY) -m pip install -q -e '.[train,report,cluster,dev,import]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -22,7 +22,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@scripts/ensure_chromium.sh
-	$(PY) -m pytest -n 2 -q
+	@scripts/ensure_postgresql.sh
+	$(PY) -m pytest -n 2 -q -m "not cluster"
+
+# the heavy ones: sweeps on submitit and Ray, 8 writers x 500 checkpoints on both stores
+test-cluster: $(STAMP)
+	@scripts/ensure_postgresql.sh
+	$(PY) -m pytest -n 2 -q -m cluster
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

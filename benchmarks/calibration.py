@@ -437,6 +437,67 @@ def luo_backtest(n_boot: int, laws: Sequence[str]) -> dict[str, Any] | None:
     return out
 
 
+def colpret_backtest(n_boot: int) -> dict[str, Any] | None:
+    """Every ColPret family with 3+ sizes: fit on the smaller models, forecast the largest.
+
+    The Chinchilla law is fitted with the defaults (every checkpoint after 10% of each run,
+    the guide's practice, grouped by run) and scored by whether the 95% prediction interval
+    holds each of the largest model's checkpoints after 10% of its run.
+    """
+    path = SHARED / "colpret" / "colpret_checkpoints.csv.gz"
+    if not path.exists():
+        return None
+    from scalinglab.evaluation.families import load_families
+
+    table = load_families(path, columns={"model_name": "run_id"}, perplexity="auto")
+    law = get_law("chinchilla")
+    families: dict[str, Any] = {}
+    for name, fam in table.groupby("family"):
+        fam = fam[fam["tokens"] >= 0.1 * fam.groupby("run_id")["tokens"].transform("max")]
+        largest = fam["params"] == fam["params"].max()
+        train, test = fam[~largest], fam[largest]
+        groups = train["run_id"].to_numpy()
+        x = {"params": train["params"].to_numpy(float), "tokens": train["tokens"].to_numpy(float)}
+        y_train = train["loss"].to_numpy(float)
+        try:
+            result = fit_law(law, x, y_train, groups=groups, bootstrap=n_boot)
+        except Exception as err:  # a family the law cannot fit is reported, not scored
+            families[str(name)] = {"skipped": str(err)}
+            continue
+        x_test = {k: test[k].to_numpy(float) for k in ("params", "tokens")}
+        y = test["loss"].to_numpy(float)
+        entry: dict[str, Any] = {
+            "runs_fitted": int(train["run_id"].nunique()),
+            "points_scored": int(y.size),
+            "bootstrap_kind": result.options["bootstrap_kind"],
+            "flags": [d.code for d in result.diagnostics],
+        }
+        old = old_bootstrap(result, x, y_train, groups, n_boot, seed=0)
+        old_pred = np.exp(law.log_predict(old, x_test))
+        old_lo, old_hi = np.nanpercentile(old_pred, [2.5, 97.5], axis=0)
+        entry["old_coverage_95_percent"] = 100 * float(np.mean((old_lo <= y) & (y <= old_hi)))
+        entry["old_mean_width_percent"] = 100 * float(np.mean((old_hi - old_lo) / y))
+        if result.noise is not None:
+            lo, hi = result.predict_interval(x_test, 0.95, kind="prediction")
+            entry["coverage_95_percent"] = 100 * float(np.mean((lo <= y) & (y <= hi)))
+            entry["mean_width_percent"] = 100 * float(np.mean((hi - lo) / y))
+        entry["mean_abs_error_percent"] = 100 * float(
+            np.mean(np.abs(result.predict(x_test) / y - 1))
+        )
+        families[str(name)] = entry
+    scored = [f for f in families.values() if "coverage_95_percent" in f]
+    return {
+        "families": families,
+        "families_scored": len(scored),
+        "mean_coverage_95_percent": float(np.mean([f["coverage_95_percent"] for f in scored])),
+        "mean_width_percent": float(np.mean([f["mean_width_percent"] for f in scored])),
+        "old_mean_coverage_95_percent": float(
+            np.mean([f["old_coverage_95_percent"] for f in scored])
+        ),
+        "old_mean_width_percent": float(np.mean([f["old_mean_width_percent"] for f in scored])),
+    }
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -460,7 +521,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(result["case"], result["worst_gap_points"], result["seconds"], flush=True)
         synthetic.append(result)
     chinchilla = chinchilla_widths(4000)
-    real = {"luo_curves": luo_backtest(args.bootstrap, ("multipower", "annealing"))}
+    real = {
+        "luo_curves": luo_backtest(args.bootstrap, ("multipower", "annealing")),
+        "colpret": colpret_backtest(args.bootstrap),
+    }
     elapsed = time.perf_counter() - started
     summary = "; ".join(
         f"{r['case']} ({r['replicates']} data sets, {r['bootstrap_kind'][0]} bootstrap): worst "
@@ -481,6 +545,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"width {v['mean_width_percent']:.2f}% (old {v['old_mean_width_percent']:.2f}%)"
                 for k, v in real["luo_curves"].items()
             )
+        )
+    if real["colpret"]:
+        c = real["colpret"]
+        summary += (
+            f"; ColPret, {c['families_scored']} families, 95% prediction intervals for the "
+            f"largest model: coverage {c['mean_coverage_95_percent']:.0f}% "
+            f"(old {c['old_mean_coverage_95_percent']:.0f}%), width "
+            f"{c['mean_width_percent']:.1f}% (old {c['old_mean_width_percent']:.1f}%)"
         )
     summary += f"; {elapsed:.0f} s"
     record(

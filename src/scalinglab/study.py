@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalinglab.data import RunStore, file_format, load_observations
+from scalinglab.data import RunStore, load_observations
+from scalinglab.data.loaders import store_url
 from scalinglab.data.runs import final_rows
 from scalinglab.data.schema import LossUnit
+from scalinglab.data.store import is_store
 from scalinglab.errors import FitError, InputError, ScalingLabError, SpecError
 from scalinglab.evaluation.backtest import FitChoice, backtest_family
 from scalinglab.evaluation.transfer import (
@@ -434,11 +436,15 @@ def run_study(
     *,
     presets: Sequence[str] = STUDY_PRESETS,
     workers: int | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
     on_run: Callable[[Any, int, int], None] | None = None,
 ) -> list[Any]:
     """Train (or reuse from ``store``) the study's sweeps. Needs torch.
 
     Runs the store marks finished are skipped, so a second call trains nothing.
+    ``executor`` (``local``, ``slurm``, ``ray``) and ``ray_address`` choose where the runs
+    train, as for :func:`~scalinglab.training.sweep.run_sweep`.
 
     Returns
     -------
@@ -460,15 +466,23 @@ def run_study(
             if on_run is not None:
                 on_run(outcome, done, total)
 
+    def one(spec: Any) -> Any:
+        return run_sweep(
+            spec,
+            store=store,
+            out_dir=checkpoints,
+            workers=workers,
+            executor=executor,
+            ray_address=ray_address,
+            on_run=count,
+        )
+
+    if (executor or "local") != "local" or ray_address is not None:
+        # a cluster runs each sweep's runs side by side already
+        return [one(spec) for spec in specs]
     # the sweeps run side by side, so that a short one fills a core the long one leaves idle
     with ThreadPoolExecutor(max_workers=len(specs)) as pool:
-        futures = [
-            pool.submit(
-                run_sweep, spec, store=store, out_dir=checkpoints, workers=workers, on_run=count
-            )
-            for spec in specs
-        ]
-        return [f.result() for f in futures]
+        return [f.result() for f in [pool.submit(one, spec) for spec in specs]]
 
 
 def load(
@@ -486,9 +500,9 @@ def load(
     ``optimizer`` column (the report's runs table shows it).
     """
     table = load_observations(source, columns=columns, loss_unit=loss_unit)
-    if isinstance(source, pd.DataFrame) or file_format(Path(source)) != "sqlite":
+    if isinstance(source, pd.DataFrame) or not is_store(source):
         return table
-    runs = RunStore(source, create=False).runs()
+    runs = RunStore(store_url(source) or source, create=False).runs()
     last_step = table.groupby("run_id")["step"].max()
     specs, optimizers = {}, {}
     trained_on = set()

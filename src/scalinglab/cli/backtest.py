@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +10,6 @@ import typer
 
 from scalinglab.cli._common import (
     console,
-    fmt,
     markup,
     note,
     print_json,
@@ -35,6 +33,7 @@ from scalinglab.evaluation.backtest import (
     backtest_family,
     collection_for,
 )
+from scalinglab.evaluation.expected_error import expected_for_report
 from scalinglab.evaluation.families import Perplexity, load_families
 from scalinglab.evaluation.recommend import recommend
 
@@ -137,6 +136,11 @@ def _records(frame: pd.DataFrame, index: str | None = None) -> list[dict[str, An
     return [{str(k): v for k, v in r.items()} for r in flat.to_dict("records")]
 
 
+def _expected(report: BacktestReport) -> list[dict[str, Any]]:
+    table = expected_for_report(report)
+    return [] if table.empty else _records(table, "choice")
+
+
 def _print_report(report: BacktestReport, title: str) -> None:
     table = report.table()
     rows = []
@@ -161,6 +165,13 @@ def _print_report(report: BacktestReport, title: str) -> None:
             _records(comp, "family"), title=f"median ARE: {factor} (against the no-fit baselines)"
         )
     print_table(_records(report.best(), "choice"), title="fitting choices, best first")
+    expected = expected_for_report(report)
+    if not expected.empty:
+        print_table(
+            _records(expected, "choice"),
+            title="what to expect of each choice at this extrapolation (ColPret backtests: "
+            "median, 90% of cases below)",
+        )
     for family, reason in sorted(report.skipped.items()):
         note("skipped", f"{family}: {reason}")
 
@@ -234,7 +245,9 @@ def data_command(
     report = BacktestReport(results, collection=collection)
     extra = _finish(report, heatmap, out)
     if as_json:
-        print_json(report.to_dict() | extra | {"notes": notes})
+        print_json(
+            report.to_dict() | extra | {"notes": notes, "expected_errors": _expected(report)}
+        )
         return
     _print_report(report, f"backtest of {name} (target {results[0].target})")
     for message in notes:
@@ -276,7 +289,7 @@ def all_command(
         )
     extra = _finish(report, heatmap, out)
     if as_json:
-        print_json(report.to_dict() | extra)
+        print_json(report.to_dict() | extra | {"expected_errors": _expected(report)})
         return
     _print_report(report, f"backtests of {data.name}")
     for key, path in extra.items():
@@ -316,17 +329,21 @@ def recommend_command(
     if as_json:
         print_json(result.to_dict())
         return
-    rank = result.ranking
     print_table(
-        _records(rank, "choice"),
-        title=f"fitting choices on {result.family}, best first (backtest ARE)",
+        _records(result.ranking, "choice"),
+        title=f"fitting choices on {result.family}, best first (ranked by {result.ranked_by}; "
+        "expected_*: ColPret backtests at this extrapolation)",
     )
     best = result.best_choice
-    console.print(markup("recommended: [bold]{}[/] ({})", best, CHOICES[best].describe()))
+    described = CHOICES[best].describe() if best in CHOICES else best
+    console.print(markup("recommended: [bold]{}[/] ({})", best, described))
     print_table([{"parameter": n, "value": v} for n, v in result.params.items()], title="fit")
     print_table(_records(result.forecast), title="forecast")
-    best_are = float(rank["median_are"].iloc[0])
-    if math.isfinite(best_are):
-        console.print(f"expected error of this forecast (backtest median ARE): {fmt(best_are)}")
+    if result.expected is not None:
+        note(
+            "expected error of this forecast",
+            f"{result.expected.describe()}; it extrapolates {result.extrapolation_ratio:.3g}× "
+            "past the largest run's compute",
+        )
     for message in [*result.notes, *result.fit.warnings]:
         note("note", message)

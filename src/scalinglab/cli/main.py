@@ -69,7 +69,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "downstream",
         "Downstream task error from compute and validation loss: fit, predict, backtest.",
     ),
-    "runs": ("runs", "Look into a run store (.sqlite)."),
+    "runs": (
+        "runs",
+        "Look into a run store (a .sqlite file or a postgresql:// URL), or copy it.",
+    ),
     "import": (
         "importer",
         "Import training runs from the tools that logged them into a run store.",

@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scalinglab.cli._common import console, note, print_json, user_errors
 from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, column_map, loss_unit
 from scalinglab.cli.main import app
+from scalinglab.data.loaders import masked_url, store_url
+from scalinglab.data.store import default_store
 from scalinglab.errors import SpecError
 from scalinglab.study import STUDY_PRESETS, Study, analyse, load, run_study
 
@@ -49,6 +51,11 @@ def _print_summary(study: Study, written: dict[str, Path], seconds: float) -> No
     )
 
 
+def _source_name(source: Path) -> str:
+    url = store_url(source)
+    return source.name if url is None else masked_url(url)
+
+
 @app.command("study")
 @user_errors
 def study_command(
@@ -57,13 +64,26 @@ def study_command(
     ),
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the CIs.")] = 200,
     workers: Annotated[int | None, typer.Option(help="Training worker processes.")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Run store: .sqlite file or postgresql://user@host/db URL "
+            "(default: $SCALINGLAB_STORE, else <out>/runs.sqlite)."
+        ),
+    ] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="Where the runs train: local (default), slurm or ray.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="A running Ray cluster; implies --executor ray.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the cpu-tiny sweep (or reuse it), fit every law, and write the report."""
     if bootstrap < 0:  # before an hour of training, not after it
         raise SpecError(f"--bootstrap must be non-negative, got {bootstrap}")
     tick = time.perf_counter()
-    store = out / "runs.sqlite"
+    store = store or default_store() or str(out / "runs.sqlite")
     out.mkdir(parents=True, exist_ok=True)
     columns = (
         TextColumn("training {task.description}"),
@@ -82,7 +102,9 @@ def study_command(
                 markup=False,
             )
 
-        run_study(store, out, workers=workers, on_run=advance)
+        run_study(
+            store, out, workers=workers, executor=executor, ray_address=ray_address, on_run=advance
+        )
     study, written = _analyse_and_write(
         store, out / "report", "Scaling study: cpu-tiny", bootstrap, None
     )
@@ -101,7 +123,9 @@ def study_command(
 @app.command("report")
 @user_errors
 def report_command(
-    source: Annotated[Path, typer.Argument(help="Run store (.sqlite) or table of runs.")],
+    source: Annotated[
+        Path, typer.Argument(help="Run store (.sqlite file or postgresql:// URL) or table of runs.")
+    ],
     out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and PNGs.")] = Path(
         "report"
     ),
@@ -114,7 +138,13 @@ def report_command(
     """Analyse any run store or table as far as its data allow, and write the report."""
     tick = time.perf_counter()
     study, written = _analyse_and_write(
-        source, out, f"Scaling report: {source.name}", bootstrap, dataset, column, loss_unit
+        source,
+        out,
+        f"Scaling report: {_source_name(source)}",
+        bootstrap,
+        dataset,
+        column,
+        loss_unit,
     )
     if as_json:
         print_json(

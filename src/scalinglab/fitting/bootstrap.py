@@ -23,6 +23,7 @@ Two resampling schemes:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -31,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scalinglab.errors import FitError
-from scalinglab.fitting.objective import CHUNK_ENTRIES, LawObjective, RobustLoss
+from scalinglab.fitting.objective import LawObjective, RobustLoss
 from scalinglab.fitting.optimize import DEFAULT_RACE, RACE_MIN_STARTS, batched_lbfgs
 from scalinglab.fitting.parameters import ParameterMap
 from scalinglab.fitting.projection import Projector, minima_mask, open_edges
@@ -52,9 +53,11 @@ MINIMA_PER_RESAMPLE = 3
 BOOTSTRAP_RACE = ((2, 0.1),)
 #: smallest objective per point a resample's objective is scaled by (a 1e-6 log residual)
 OBJECTIVE_FLOOR_PER_POINT = 5e-13
-#: optimiser rows per batch, at least and at most: more rows share each iteration's overhead,
-#: fewer bound the memory (see :data:`~scalinglab.fitting.objective.CHUNK_ENTRIES`)
-MIN_ROWS_PER_BATCH, MAX_ROWS_PER_BATCH = 2_000, 200_000
+#: optimiser rows per batch at most (the objective itself is evaluated in bounded chunks)
+MAX_ROWS_PER_BATCH = 200_000
+#: resamples per batch: as many as possible share each iteration's overhead, but at least
+#: ten batches once there are more than this many, so that progress shows
+RESAMPLES_PER_BATCH = 1_000
 
 
 @dataclass(frozen=True)
@@ -180,13 +183,10 @@ def refit(
         Called with ``(done, total)`` after each batch of resamples.
     """
     n_boot = log_y.shape[0]
-    per_resample = (
-        space.projector.points.shape[0] if space.projector is not None else space.starts.shape[0]
-    )
-    n_points = log_y.shape[1]
-    rows = CHUNK_ENTRIES // max(1, n_points * len(space.pmap.names))
-    rows = min(max(rows, MIN_ROWS_PER_BATCH), MAX_ROWS_PER_BATCH)
-    batch = max(1, rows // max(1, per_resample))
+    # optimised rows per resample: its lattice minima, or its whole grid
+    per_resample = MINIMA_PER_RESAMPLE if space.projector is not None else space.starts.shape[0]
+    paced = max(RESAMPLES_PER_BATCH, math.ceil(n_boot / 10))
+    batch = max(1, min(MAX_ROWS_PER_BATCH // per_resample, paced))
     theta = np.empty((n_boot, len(space.pmap.names)))
     converged = np.zeros(n_boot, dtype=bool)
     objective = np.empty(n_boot)

@@ -267,10 +267,14 @@ def _transfer_section(report: Report, study: Study) -> None:
         return
     result = transfer.fit
     sec = report.section("Loss-to-loss prediction")
+    floors = (
+        "E_x and E_y fitted with K and κ, each at most the irreducible loss of its own compute fit"
+        if result.irreducible == "joint"
+        else f"E_x and E_y from {result.irreducible} compute fits on each loss"
+    )
     sec.paragraphs.append(
-        f"Shifted power law L_y = K·(L_x − E_x)^κ + E_y from {result.x} to {result.y}, with E_x "
-        f"and E_y from {result.irreducible} compute fits on each loss "
-        "(Brandfonbrener et al. 2024)."
+        f"Shifted power law L_y = K·(L_x − E_x)^κ + E_y from {result.x} to {result.y}, with "
+        f"{floors} (Brandfonbrener et al. 2024)."
     )
     sec.table("Fitted parameters", _parameter_rows(result.fit), notes=fit_notes(result.fit))
     sec.figure(

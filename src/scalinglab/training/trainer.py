@@ -497,7 +497,11 @@ def _train(
                 rows.extend(step_rows)
                 final_loss = dict(metrics)
                 if store is not None:
-                    store.add_observations(pd.DataFrame(step_rows))
+                    # the last rows and "finished" land in one transaction, or neither does
+                    last = done == config.total_steps
+                    store.add_observations(
+                        pd.DataFrame(step_rows), status="finished" if last else None
+                    )
                 if loggers is not None:
                     loggers.log_eval(done, done * config.tokens_per_step, float(lrs[step]), metrics)
             if done in eval_steps or done in ckpt_steps or done == config.total_steps:
@@ -527,7 +531,10 @@ def _train(
             if on_step is not None:
                 on_step(done, metrics)
     except BaseException as err:
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        # a process asked to exit (Ctrl-C, SIGTERM, a Slurm preemption through submitit's
+        # sys.exit) was interrupted and resumes from its checkpoint; anything else failed
+        stopped = isinstance(err, KeyboardInterrupt | SystemExit)
+        status = "interrupted" if stopped else "failed"
         if store is not None:
             store.set_status(run_id, status)
         if loggers is not None:

@@ -162,6 +162,80 @@ def test_bad_curves_exit_2_with_a_message(tmp_path: Path, fit_file: Path) -> Non
     )
     code, text = invoke("fit", short, "--law", "annealing")
     assert code == 2
-    assert "4 free parameters but the data have only 3 distinct point(s)" in " ".join(text.split())
+    assert "5 free parameters but the data have only 3 distinct point(s)" in " ".join(text.split())
     code, text = invoke("predict", fit_file, "cosine:peak=3e-4,total=100,warmup=-5")
     assert code == 2 and "warmup='-5' must not be negative" in " ".join(text.split())
+
+
+def test_help_explains_the_warmup_and_the_log_options() -> None:
+    code, text = invoke("fit", "--help")
+    flat = " ".join(text.replace("│", " ").split())  # the help's box drawing wraps lines
+    assert code == 0
+    for phrase in ("counts for its area", "--lr-logged", "--min-step", "--column", "--loss-unit"):
+        assert phrase in flat, phrase
+
+
+def test_columns_units_and_a_step_window(curves: dict[str, Path], tmp_path: Path) -> None:
+    # a log as another trainer writes it: its own column names, the loss in bits
+    renamed = []
+    for name in ("constant", "cosine"):
+        df = pd.read_csv(curves[name])
+        path = tmp_path / f"{name}.csv"
+        df.rename(columns={"step": "global_step", "lr": "learning_rate"}).assign(
+            val_bits=df["loss"] / np.log(2)
+        ).drop(columns="loss").to_csv(path, index=False)
+        renamed.append(path)
+    columns = ["--column", "global_step=step", "--column", "learning_rate=lr"]
+    columns += ["--column", "val_bits=loss", "--loss-unit", "bits"]
+    args = ["--law", "annealing", *schedule_args("constant", "cosine"), "--json"]
+    code, text = invoke("fit", *renamed, *columns, *args)
+    assert code == 0, text
+    assert json.loads(text)["params"]["L0"] == pytest.approx(3.0, rel=1e-3)
+    code, text = invoke(
+        "fit", *renamed, *columns, *args, "--min-step", "1000", "--max-step", "2500"
+    )
+    assert code == 0, text
+    assert {r["points"] for r in json.loads(text)["fit_errors"]} == {16}  # 1000, 1100 … 2500
+    code, text = invoke("fit", *renamed, *columns, *args, "--min-step", "5000")
+    assert code == 2 and "no point between --min-step 5000" in " ".join(text.split())
+
+
+def test_a_log_that_cannot_pin_the_schedule_says_so_with_the_fix(tmp_path: Path) -> None:
+    spec = "multistep:peak=3e-4,warmup=200,total=3000,milestones=1500,values=3e-5"
+    sched = parse_schedule(spec)
+    steps = np.arange(1200, 3001, 256)  # starts mid-run; the drop falls between two rows
+    loss = predict_curve(_Known(), sched, steps)
+    path = tmp_path / "run.csv"
+    pd.DataFrame({"step": steps, "lr": sched.lr(steps), "loss": loss}).to_csv(path, index=False)
+    code, text = invoke("fit", path, "--law", "annealing", "--fix", "S0=0")
+    flat = " ".join(text.split())
+    assert code == 0, text
+    assert "warning: run run: the log starts at step 1200" in flat
+    assert "give its schedule: --schedule 'run=SPEC'" in flat
+    code, text = invoke("fit", path, "--law", "annealing", "--schedule", f"run={spec}", "--json")
+    assert code == 0 and json.loads(text)["schedule_warnings"] == []
+    code, text = invoke("fit", path, "--lr-logged", "later")
+    assert code == 2 and "--lr-logged must be one of auto, before, after" in " ".join(text.split())
+
+
+def test_the_loss_drop_shape(curves: dict[str, Path], fit_file: Path, tmp_path: Path) -> None:
+    both = [curves["constant"], curves["cosine"], *schedule_args("constant", "cosine"), "--json"]
+    code, text = invoke("fit", *both)
+    assert code == 0, text
+    params = json.loads(text)["params"]
+    assert {k: params[k] for k in ("C", "beta", "gamma", "delta")} == {
+        "C": 8.6, "beta": 0.254, "gamma": 0.443, "delta": 0.126
+    }  # fmt: skip
+    out = tmp_path / "free.json"
+    code, text = invoke("fit", *both, "--shape", "free", "--fix", "delta=0.2", "--out", out)
+    assert code == 0, text
+    code, text = invoke("fit", *both, "--shape", out)
+    assert code == 0 and json.loads(text)["params"]["delta"] == 0.2
+    code, text = invoke("fit", *both, "--shape", fit_file)
+    assert code == 2 and "an annealing fit has no multipower loss-drop shape" in " ".join(
+        text.split()
+    )
+    code, text = invoke("fit", *both, "--no-progress", "--shape", "reference")
+    assert code == 2 and "measured with the progress term" in " ".join(text.split())
+    code, text = invoke("fit", *both, "--law", "annealing", "--shape", "free")
+    assert code == 2 and "--shape applies to multipower" in " ".join(text.split())

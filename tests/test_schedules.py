@@ -16,6 +16,7 @@ from scalinglab.schedules import (
     TabulatedSchedule,
     lr_areas,
     parse_schedule,
+    read_logged_lr,
     schedule_from_lr,
     torch_lambda,
     warmup_end,
@@ -154,15 +155,66 @@ def test_a_million_steps_well_under_a_second() -> None:
 
 def test_schedule_from_logged_lr() -> None:
     exact = parse_schedule("linear:peak=1,total=1000,warmup=100,final=0.1")
-    steps = np.arange(100, 1000, 50)
-    rebuilt = schedule_from_lr(exact.lr(steps)[::-1], steps[::-1], total=1000)
-    # linear pieces with knots on the logged steps are rebuilt exactly, warmup included
-    np.testing.assert_allclose(rebuilt.array()[: steps[-1] + 1], exact.array()[: steps[-1] + 1])
-    assert rebuilt.array()[-1] == pytest.approx(exact.lr(steps[-1]))
-    held = schedule_from_lr([0.5, 0.25], [10, 20], before_first="constant")
-    np.testing.assert_allclose(held.lr([0, 10, 15, 20]), [0.5, 0.5, 0.375, 0.25])
+    steps = np.arange(50, 1000, 50)
+    reading = read_logged_lr(exact.lr(steps)[::-1], steps[::-1], total=1000)
+    # linear pieces with knots on the logged steps are rebuilt exactly; the warmup ramp seen
+    # in the first rows is extrapolated back to 0
+    np.testing.assert_allclose(reading.schedule.array()[: steps[-1] + 1], exact.array()[:951])
+    assert reading.convention == "before" and reading.interval == 50 and reading.notes == ()
     per_step = schedule_from_lr([0.1, 0.2, 0.3])
     assert isinstance(per_step, TabulatedSchedule) and per_step.total == 3
+
+
+def test_a_step_drop_between_sparse_rows_is_a_step_at_the_roundest_update() -> None:
+    exact = parse_schedule("multistep:peak=3e-4,warmup=100,total=3000,milestones=1500,values=3e-5")
+    steps = np.arange(64, 3000, 64)  # 1472 and 1536 around the drop
+    reading = read_logged_lr(exact.lr(steps), steps)
+    np.testing.assert_allclose(reading.schedule.lr(np.arange(2944)), exact.lr(np.arange(2944)))
+    assert any("between updates 1472 and 1536" in n and "update 1500" in n for n in reading.notes)
+    # linear interpolation would have smeared the drop over the 64 steps
+    assert reading.schedule.lr(1499) == 3e-4 and reading.schedule.lr(1500) == 3e-5
+
+
+@pytest.mark.parametrize("logged", ["before", "after"])
+def test_the_convention_is_read_from_where_sudden_changes_fall(logged: str) -> None:
+    exact = parse_schedule(
+        "multistep:peak=3e-4,warmup=2000,total=16000,milestones=8000,values=9e-5"
+    )
+    steps = np.arange(2048, 16000, 128)  # a row at 8064 only: before, it shows the drop
+    rates = exact.lr(steps - 1 if logged == "after" else steps)
+    steps, rates = np.r_[steps, 8000], np.r_[rates, exact.lr(7999 if logged == "after" else 8000)]
+    reading = read_logged_lr(rates, steps)
+    assert reading.convention == logged
+    span = np.arange(2048, 15900)  # before its first row the log cannot tell
+    np.testing.assert_allclose(reading.schedule.lr(span), exact.lr(span))
+    with pytest.raises(InputError, match="cannot be at step 0"):
+        read_logged_lr([0.0, 1e-3], [0, 10], convention="after")
+    assert read_logged_lr([0.0, 1e-3], [0, 10]).convention == "before"
+
+
+def test_a_log_that_starts_mid_run_says_what_it_assumed() -> None:
+    exact = parse_schedule("cosine:peak=3e-4,warmup=2000,total=24000,final=3e-5")
+    steps = np.arange(6000, 24000, 100)
+    reading = read_logged_lr(exact.lr(steps), steps)
+    assert len(reading.notes) == 1
+    assert "starts at step 6000" in reading.notes[0] and "linear warmup from 0" in reading.notes[0]
+    # a log that starts in its warmup shows the ramp: extrapolated, nothing to report
+    early = np.arange(1000, 24000, 100)
+    assert read_logged_lr(exact.lr(early), early).notes == ()
+
+
+def test_a_sparse_cosine_and_a_warmup_that_ends_between_rows() -> None:
+    cosine = parse_schedule("cosine:peak=1e-3,warmup=0,total=20000,final=1e-4")
+    steps = np.arange(0, 20000, 500)
+    rebuilt = read_logged_lr(cosine.lr(steps), steps).schedule.lr(np.arange(19501))
+    assert np.abs(rebuilt - cosine.lr(np.arange(19501))).max() < 2e-3 * 1e-3  # 0.2% of the peak
+    # scalinglab's trainer logs after the update, early steps then every tenth of the run
+    wsd = parse_schedule("wsd:peak=3e-3,warmup=25,total=512,decay_start=410,final=3e-4")
+    rows = np.array([1, 3, 10, 51, 102, 153, 204, 255, 306, 357, 408, 459, 510, 512])
+    rebuilt = read_logged_lr(wsd.lr(rows - 1), rows, convention="after").schedule.lr(np.arange(512))
+    # the warmup ramp goes on to the peak between rows 10 and 51 (a kink, not a slope)
+    np.testing.assert_allclose(rebuilt[:408], wsd.lr(np.arange(408)))
+    assert np.abs(np.cumsum(rebuilt)[1:] / np.cumsum(wsd.array())[1:] - 1).max() < 0.002
 
 
 def test_logged_lr_errors_name_the_row() -> None:

@@ -55,12 +55,13 @@ def tiny(tmp_path: Path, name: str = "run", **changes: Any) -> TrainConfig:
 def test_run_writes_one_observation_per_eval_step_and_dataset(tmp_path: Path) -> None:
     other = tmp_path / "other.txt"
     other.write_text("".join(f"def f{i}(x):\n    return x * {i}\n" for i in range(3000)))
-    config = tiny(tmp_path, eval_data=["python-docs", str(other)])
+    config = tiny(tmp_path, eval_data=["python-docs", str(other)], train_loss_window=9)
     result = train(config)
     store = RunStore(config.store)  # type: ignore[arg-type]
-    obs = store.observations(run_ids=["run"])
+    every_step = store.observations(run_ids=["run"])
     assert store.get_run("run")["status"] == "finished"
-    assert sorted(set(obs["dataset"])) == ["other", "python-docs"]
+    assert sorted(set(every_step["dataset"])) == ["other", "python-docs", "train"]
+    obs = every_step[every_step["dataset"] != "train"]
     steps = sorted(set(obs["step"].astype(int)))
     assert steps == config.eval_steps() == [1, 3, 10, 20, 30, 40]
     params = count_parameters(GPT(config.model_config(256)))
@@ -73,6 +74,26 @@ def test_run_writes_one_observation_per_eval_step_and_dataset(tmp_path: Path) ->
     assert docs[-1] < docs[0] - 0.5  # it learns
     assert result.final_loss["python-docs"] == docs[-1]
     assert load_checkpoint(checkpoint_path(config.checkpoint_dir))["step"] == 40  # type: ignore[index]
+
+
+def test_training_loss_of_every_step_smoothed_by_a_centred_window(tmp_path: Path) -> None:
+    raw = train(tiny(tmp_path, "raw", train_loss_window=1)).observations
+    smooth = train(tiny(tmp_path, "smooth", train_loss_window=9)).observations
+    none = train(tiny(tmp_path, "none")).observations  # not written by default
+    assert "train" not in set(none["dataset"])
+    raw_loss = raw[raw["dataset"] == "train"].sort_values("step")
+    smooth_loss = smooth[smooth["dataset"] == "train"].sort_values("step")
+    # the loss is computed before each update: of the weights after 0 … 39 updates
+    assert list(raw_loss["step"]) == list(smooth_loss["step"]) == list(range(1, 40))
+    lrs = parse_schedule(resolve_schedule("cosine:peak=1e-2,warmup=0.1,final=1e-3", 40))
+    assert np.allclose(smooth_loss["lr"], lrs.lr(np.arange(39)))
+    raw_values = np.r_[np.nan, raw_loss["loss"].to_numpy()]  # step 0 has no row
+    for step in (5, 6, 20, 35, 39):
+        half = min(4, 39 - step)
+        window = raw_values[step - half : step + half + 1]
+        assert smooth_loss["loss"].iloc[step - 1] == pytest.approx(window.mean(), rel=1e-6)
+    with pytest.raises(SpecError, match="train_loss_window"):
+        tiny(tmp_path, train_loss_window=4)
 
 
 def test_same_seed_gives_identical_runs_and_another_seed_does_not(tmp_path: Path) -> None:
@@ -100,7 +121,8 @@ train(config, on_step=on_step)
 
 
 def test_run_killed_with_sigkill_resumes_to_the_same_bits(tmp_path: Path) -> None:
-    config = tiny(tmp_path, "killed", checkpoint_every=10)
+    # with the smoothed training loss, whose pending window travels in the checkpoint
+    config = tiny(tmp_path, "killed", checkpoint_every=10, train_loss_window=9)
     child = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(config.to_dict()), "25"],
         capture_output=True,
@@ -114,7 +136,7 @@ def test_run_killed_with_sigkill_resumes_to_the_same_bits(tmp_path: Path) -> Non
     assert store.get_run("killed")["status"] == "running"
 
     resumed = train(config)
-    straight = train(tiny(tmp_path, "straight", checkpoint_every=10))
+    straight = train(tiny(tmp_path, "straight", checkpoint_every=10, train_loss_window=9))
     assert resumed.resumed_from == 20
     assert resumed.final_loss == straight.final_loss  # bit for bit on CPU
     curves = {

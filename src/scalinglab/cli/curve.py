@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -13,22 +14,36 @@ import typer
 
 from scalinglab.cli._common import console, fmt, markup, note, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments, parse_float
+from scalinglab.cli.data_options import ColumnOpt, DatasetOpt, LossUnitOpt, column_map
+from scalinglab.cli.data_options import loss_unit as checked_loss_unit
 from scalinglab.cli.main import app
 from scalinglab.errors import InputError, SpecError
 from scalinglab.fitting import Fit, fit, select_dataset
 from scalinglab.laws import get_law
 from scalinglab.laws.curve import (
-    WARMUP_MODES,
+    DEFAULT_CURVE_CONFIG,
+    DEFAULT_CURVE_LAW,
+    SHAPE_PARAMETERS,
     CurveLaw,
+    MultiPowerLaw,
+    ScheduleWarning,
     curve_errors,
     curve_law,
     final_loss_model,
     predict_curve,
     predicted_curves,
+    reference_shape,
+    run_schedule,
 )
 from scalinglab.report.curve_plots import plot_curves
 from scalinglab.report.document import save_figure
-from scalinglab.schedules import ParametricSchedule, Schedule, choose_schedule, parse_schedule
+from scalinglab.schedules import (
+    LR_CONVENTIONS,
+    ParametricSchedule,
+    Schedule,
+    choose_schedule,
+    parse_schedule,
+)
 
 curve_app = typer.Typer(
     help="Loss curves from learning-rate schedules: fit, predict, compare laws, choose a schedule.",
@@ -47,7 +62,31 @@ DecayOpt = Annotated[
     float | None, typer.Option(help="Annealing momentum decay λ (annealing laws; 0.999).")
 ]
 WarmupOpt = Annotated[
-    str, typer.Option(help=f"Warmup handling: {', '.join(WARMUP_MODES)} (see docs).")
+    str,
+    typer.Option(
+        help="How the warmup's learning rate enters the law. fit (default): the warmup counts "
+        "for its area in the forward area S1, or more (a fitted S0 >= 0: after a short warmup "
+        "the loss falls faster than a power law of the area says); s1: exactly its area "
+        "(Tissue et al., Luo et al.); both: its rising rate also counts as negative annealing "
+        "(Luo et al.'s code); neither: S1 and the annealing terms start at the peak.",
+    ),
+]
+ProgressOpt = Annotated[
+    bool,
+    typer.Option(
+        "--progress/--no-progress",
+        help="multipower: the loss drop declines as training progresses, times S1^-delta "
+        "(default; --no-progress is Luo et al.'s law).",
+    ),
+]
+ShapeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="multipower's loss-drop shape (C, beta, gamma, delta): reference (default with "
+        "--progress; measured on Luo et al.'s AdamW GPT curves, since curves whose rate decays "
+        "smoothly cannot fit it), free (fitted; default with --no-progress), or a fit JSON to "
+        "borrow it from (a fit of runs with sudden drops, or of another model size).",
+    ),
 ]
 ScheduleOpt = Annotated[
     list[str] | None,
@@ -55,14 +94,26 @@ ScheduleOpt = Annotated[
         "--schedule",
         help="RUN=SPEC: the schedule of a run (glob on run ids), e.g. "
         "'cosine_24000=cosine:peak=3e-4,total=24000,warmup=2160,final=3e-5'. "
-        "Default: the run's logged lr.",
+        "Default: the run's schedule in a run store, else its logged lr.",
     ),
 ]
+LrLoggedOpt = Annotated[
+    str,
+    typer.Option(
+        help="Which update a logged lr belongs to: auto (decided from the log), before (the "
+        "next update: Hugging Face, Lightning, nanoGPT) or after (the one just done: "
+        "scalinglab's trainer).",
+    ),
+]
+MinStepOpt = Annotated[
+    int | None,
+    typer.Option(help="Use only points from this step on (the lr logged before still counts)."),
+]
+MaxStepOpt = Annotated[int | None, typer.Option(help="Use only points up to this step.")]
 ParamsOpt = Annotated[
     list[str] | None,
     typer.Option("--params", help="RUN=N: model size of runs (glob), for annealing_size."),
 ]
-DatasetOpt = Annotated[str | None, typer.Option(help="Dataset whose loss to use.")]
 PlotOpt = Annotated[
     Path | None, typer.Option(help="Write a plot of observed and predicted curves here.")
 ]
@@ -73,28 +124,44 @@ def load_curves(
     paths: Sequence[Path],
     schedules: list[str] | None = None,
     params: list[str] | None = None,
+    *,
+    columns: list[str] | None = None,
+    loss_unit: str = "nats",
+    lr_logged: str = "auto",
 ) -> pd.DataFrame:
     """Curves from files, one run per file unless the file has a ``run_id`` column.
 
     A file without ``run_id`` is one run named after the file (``folder/name`` when two
-    files share a name). ``schedules`` and ``params`` are ``RUN=VALUE`` assignments whose
-    ``RUN`` is a glob on run ids.
+    files share a name); a run store gives each run's schedule spec. ``schedules`` and
+    ``params`` are ``RUN=VALUE`` assignments whose ``RUN`` is a glob on run ids; ``columns``
+    ``THEIRS=ours`` renames; ``lr_logged`` how a logged lr is read (``auto``, ``before``,
+    ``after``).
     """
-    from scalinglab.data import load_observations
+    from scalinglab.data import file_format, load_observations
+    from scalinglab.study import load
 
     if not paths:
         raise SpecError("give at least one curve file")
+    if lr_logged not in LR_CONVENTIONS:
+        raise SpecError(
+            f"--lr-logged must be one of {', '.join(LR_CONVENTIONS)}, got '{lr_logged}'"
+        )
+    mapping, unit = column_map(columns), checked_loss_unit(loss_unit)
     stems = [p.stem for p in paths]
     clash = len(set(stems)) < len(stems)
     frames = []
     for path in paths:
-        df = load_observations(path, required=("step", "loss"))
+        if path.suffix and path.exists() and file_format(path) == "sqlite":
+            df = load(path, columns=mapping, loss_unit=unit)  # with each run's schedule spec
+        else:
+            df = load_observations(path, columns=mapping, loss_unit=unit, required=("step", "loss"))
         if "run_id" in df.attrs.get("derived", ()):
             df["run_id"] = f"{path.parent.name}/{path.stem}" if clash else path.stem
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)
     table.attrs["source"] = ", ".join(p.name for p in paths)
     table.attrs["rows_per_file"] = [len(f) for f in frames]
+    table.attrs["lr_convention"] = lr_logged
     _assign(table, parse_assignments(schedules, "--schedule"), "schedule", _spec)
     _assign(
         table, parse_assignments(params, "--params"), "params", lambda v: parse_float(v, "--params")
@@ -122,7 +189,7 @@ def _spec(text: str) -> str:
     return parse_schedule(text).spec()
 
 
-def _law(name: str, decay: float | None, warmup: str) -> CurveLaw:
+def _law(name: str, decay: float | None, warmup: str, progress: bool = True) -> CurveLaw:
     if name not in CURVE_LAWS:
         raise SpecError(f"unknown curve law '{name}'; use one of {', '.join(CURVE_LAWS)}")
     config: dict[str, Any] = {"warmup": warmup}
@@ -130,13 +197,135 @@ def _law(name: str, decay: float | None, warmup: str) -> CurveLaw:
         if name == "multipower":
             raise SpecError("--decay applies to the annealing laws, not multipower")
         config["decay"] = decay
+    if name == "multipower":
+        config["progress"] = progress
     law = get_law(name, **config)
     assert isinstance(law, CurveLaw)
     return law
 
 
-def _fixed(fix: list[str] | None) -> dict[str, float]:
-    return {k: parse_float(v, f"--fix {k}") for k, v in parse_assignments(fix, "--fix").items()}
+def _fixed(
+    law: CurveLaw, fix: list[str] | None = None, shape: str | None = None
+) -> dict[str, float] | None:
+    """Parameters held in the fit: the loss-drop shape (``--shape``), then ``--fix``."""
+    held: dict[str, float] = {}
+    if isinstance(law, MultiPowerLaw):
+        held = _shape(law, shape)
+    elif shape is not None:
+        raise SpecError(f"--shape applies to multipower, not {law.name}")
+    held.update(
+        {k: parse_float(v, f"--fix {k}") for k, v in parse_assignments(fix, "--fix").items()}
+    )
+    return held or None
+
+
+def _shape(law: MultiPowerLaw, shape: str | None) -> dict[str, float]:
+    choice = shape or ("reference" if law.progress else "free")
+    if choice == "free":
+        return {}
+    if choice == "reference":
+        held = reference_shape(law)
+        if not held:
+            raise SpecError(
+                "the reference shape was measured with the progress term: use --progress, "
+                "or --shape free"
+            )
+        return held
+    path = Path(choice)
+    if not path.exists():
+        raise SpecError(f"--shape must be reference, free or a fit JSON; no file '{choice}'")
+    source = Fit.load(path)
+    names = [n for n in SHAPE_PARAMETERS if n in law.param_names]
+    missing = [n for n in names if n not in source.params]
+    if source.law.name != law.name or missing:
+        raise SpecError(
+            f"--shape {path.name}: {_article(source.law.name)} {source.law.name} fit has no "
+            "multipower loss-drop shape"
+            + (f" ({', '.join(missing)} missing)" if source.law.name == law.name else "")
+            + "; borrow it from a multipower fit (with --progress for delta)"
+        )
+    return {n: float(source.params[n]) for n in names}
+
+
+def _read_schedules(table: pd.DataFrame) -> pd.DataFrame:
+    """Each run's schedule read once, from its logged lr on the rows of every dataset.
+
+    Rows of other datasets (a training loss logged every step beside an evaluation every few
+    hundred) give the densest log; runs with a ``schedule`` spec keep it.
+    """
+    if "lr" not in table.columns:
+        return table
+    source = str(table.attrs.get("source", "<DataFrame>"))
+    schedules: dict[str, Schedule] = {}
+    for run, rows in table.groupby(table["run_id"].astype(str), sort=False):
+        if "schedule" in rows.columns and rows["schedule"].notna().any():
+            continue
+        schedules[str(run)] = run_schedule(rows, source=source, name=str(run))
+    table.attrs["schedules"] = schedules
+    return table
+
+
+def _load(
+    data: Sequence[Path],
+    schedule: list[str] | None,
+    params: list[str] | None,
+    column: list[str] | None,
+    loss_unit: str,
+    lr_logged: str,
+    dataset: str | None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The curves of ``dataset``, each run's schedule read, and what the logs could not pin."""
+    table = load_curves(
+        data, schedule, params, columns=column, loss_unit=loss_unit, lr_logged=lr_logged
+    )
+    return _reading_logs(lambda: select_dataset(_read_schedules(table), dataset))
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def _window(table: pd.DataFrame, min_step: int | None, max_step: int | None) -> np.ndarray:
+    """Rows with ``min_step <= step <= max_step``; an empty window is an error."""
+    steps = pd.to_numeric(table["step"], errors="coerce").to_numpy(dtype=float)
+    keep = np.ones(len(table), dtype=bool)
+    if min_step is not None:
+        keep &= steps >= min_step
+    if max_step is not None:
+        keep &= steps <= max_step
+    if not keep.any():
+        raise SpecError(
+            f"no point between --min-step {min_step} and --max-step {max_step} "
+            f"(steps run from {np.nanmin(steps):g} to {np.nanmax(steps):g})"
+        )
+    return keep
+
+
+_T = TypeVar("_T")
+
+
+def _reading_logs(work: Callable[[], _T]) -> tuple[_T, list[str]]:
+    """Run ``work``, collecting what logged learning rates could not pin (one line each)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ScheduleWarning)
+        result = work()
+    lines: list[str] = []
+    for item in caught:
+        if not isinstance(item.message, ScheduleWarning):
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+            continue
+        line = (
+            f"run {item.message.run}: {item.message.note}; "
+            f"give its schedule: --schedule '{item.message.run}=SPEC'"
+        )
+        if line not in lines:
+            lines.append(line)
+    return result, lines
+
+
+def _print_notes(lines: list[str]) -> None:
+    for line in lines:
+        note("warning", line)
 
 
 def _error_rows(errors: pd.DataFrame, law: str | None = None) -> list[dict[str, Any]]:
@@ -160,12 +349,19 @@ def _error_rows(errors: pd.DataFrame, law: str | None = None) -> list[dict[str, 
 @user_errors
 def fit_command(
     data: CurvesArg,
-    law: LawOpt = "multipower",
+    law: LawOpt = DEFAULT_CURVE_LAW,
     decay: DecayOpt = None,
-    warmup: WarmupOpt = "s1",
+    warmup: WarmupOpt = str(DEFAULT_CURVE_CONFIG["warmup"]),
+    progress: ProgressOpt = True,
+    shape: ShapeOpt = None,
     schedule: ScheduleOpt = None,
     params: ParamsOpt = None,
     dataset: DatasetOpt = None,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
+    lr_logged: LrLoggedOpt = "auto",
+    min_step: MinStepOpt = None,
+    max_step: MaxStepOpt = None,
     fix: Annotated[list[str] | None, typer.Option(help="Hold a parameter: NAME=VALUE.")] = None,
     bootstrap: Annotated[int, typer.Option(help="Run-resampled refits for 95% CIs.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
@@ -174,24 +370,29 @@ def fit_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a loss-curve law to one or more training curves."""
-    table = select_dataset(load_curves(data, schedule, params), dataset)
+    table, notes = _load(data, schedule, params, column, loss_unit, lr_logged, dataset)
+    used = _window(table, min_step, max_step)
+    curve = _law(law, decay, warmup, progress)
     result = fit(
         table,
-        _law(law, decay, warmup),
-        fixed=_fixed(fix) or None,
+        curve,
+        fixed=_fixed(curve, fix, shape),
+        weights=used.astype(float) if not used.all() else None,
         bootstrap=bootstrap,
         seed=seed,
     )
-    errors = curve_errors(result, table)
+    errors = curve_errors(result, table, score=used)
+    curves = predicted_curves(result, table) if plot is not None else None
     if out is not None:
         result.save(out)
-    if plot is not None:
-        save_figure(plot, plot_curves(predicted_curves(result, table), table, title=f"{law} fit"))
+    if plot is not None and curves is not None:
+        save_figure(plot, plot_curves(curves, table[used], title=f"{law} fit"))
     if as_json:
         print_json(
             result.to_dict()
             | {
                 "fit_errors": _error_rows(errors),
+                "schedule_warnings": notes,
                 "saved_to": str(out) if out else None,
                 "plot": str(plot) if plot else None,
             }
@@ -214,6 +415,7 @@ def fit_command(
     )
     for w in result.warnings:
         note("warning", w)
+    _print_notes(notes)
     for label, path in (("saved to", out), ("plot saved to", plot)):
         if path is not None:
             console.print(f"{label} {path}")
@@ -236,6 +438,11 @@ def predict_command(
     ] = None,
     every: Annotated[int, typer.Option(help="Step interval of the predicted curve.")] = 1000,
     dataset: DatasetOpt = None,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
+    lr_logged: LrLoggedOpt = "auto",
+    min_step: MinStepOpt = None,
+    max_step: MaxStepOpt = None,
     plot: PlotOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -258,10 +465,13 @@ def predict_command(
         schedules[sched.spec()] = sched
     table = None
     errors: list[dict[str, Any]] = []
+    notes: list[str] = []
     if data:
-        table = select_dataset(load_curves(data, schedule, params), dataset)
-        errors = _error_rows(curve_errors(result, table))
+        table, notes = _load(data, schedule, params, column, loss_unit, lr_logged, dataset)
+        scored = _window(table, min_step, max_step)
+        errors = _error_rows(curve_errors(result, table, score=scored))
         curves |= predicted_curves(result, table)
+        table = table[scored]
     if plot is not None:
         save_figure(plot, plot_curves(curves, table, title=f"{law.name} predictions"))
     rows = [
@@ -279,6 +489,7 @@ def predict_command(
                     if name in schedules
                 ],
                 "errors": errors,
+                "schedule_warnings": notes,
                 "plot": str(plot) if plot else None,
             }
         )
@@ -287,6 +498,7 @@ def predict_command(
         print_table(rows, title=f"predicted final loss ({law.name})")
     if errors:
         print_table(errors, title="prediction error per observed curve (%)")
+    _print_notes(notes)
     if plot is not None:
         console.print(f"plot saved to {plot}")
 
@@ -300,10 +512,17 @@ def compare_command(
         list[str] | None, typer.Option(help="Laws to compare (default annealing, multipower).")
     ] = None,
     decay: DecayOpt = None,
-    warmup: WarmupOpt = "s1",
+    warmup: WarmupOpt = str(DEFAULT_CURVE_CONFIG["warmup"]),
+    progress: ProgressOpt = True,
+    shape: ShapeOpt = None,
     schedule: ScheduleOpt = None,
     params: ParamsOpt = None,
     dataset: DatasetOpt = None,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
+    lr_logged: LrLoggedOpt = "auto",
+    min_step: MinStepOpt = None,
+    max_step: MaxStepOpt = None,
     plot: PlotOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -313,7 +532,10 @@ def compare_command(
     if twice:
         raise InputError(f"curves both fitted and held out: {', '.join(p.name for p in twice)}")
     # one table, so that run names and --schedule/--params cover both sets
-    both = load_curves([*train, *test], schedule, params)
+    both = load_curves(
+        [*train, *test], schedule, params, columns=column, loss_unit=loss_unit, lr_logged=lr_logged
+    )
+    both, notes = _reading_logs(lambda: _read_schedules(both))
     n_train = sum(both.attrs["rows_per_file"][: len(train)])
     train_table = select_dataset(both.iloc[:n_train], dataset)
     test_table = select_dataset(both.iloc[n_train:], dataset)
@@ -321,13 +543,21 @@ def compare_command(
     overlap = set(train_table["run_id"].astype(str)) & set(test_table["run_id"].astype(str))
     if overlap:
         raise InputError(f"runs both fitted and held out: {', '.join(sorted(overlap))}")
+    fitted_points = _window(train_table, min_step, max_step)
+    scored_points = _window(test_table, min_step, max_step)
     per_curve: list[dict[str, Any]] = []
     summary: list[dict[str, Any]] = []
     fits: dict[str, Fit] = {}
     for name in names:
-        result = fit(train_table, _law(name, decay if name != "multipower" else None, warmup))
+        curve = _law(name, decay if name != "multipower" else None, warmup, progress)
+        result = fit(
+            train_table,
+            curve,
+            fixed=_fixed(curve, shape=shape if name == "multipower" else None),
+            weights=None if fitted_points.all() else fitted_points.astype(float),
+        )
+        errors = curve_errors(result, test_table, score=scored_points)
         fits[name] = result
-        errors = curve_errors(result, test_table)
         per_curve.extend(_error_rows(errors, name))
         summary.append(
             {
@@ -344,7 +574,7 @@ def compare_command(
             plot,
             plot_curves(
                 predicted_curves(result, test_table),
-                test_table,
+                test_table[scored_points],
                 title=f"held-out curves, {best} fitted on {train_table.attrs['source']}",
             ),
         )
@@ -355,6 +585,7 @@ def compare_command(
                 "per_curve": per_curve,
                 "best": best,
                 "params": {k: f.params for k, f in fits.items()},
+                "schedule_warnings": notes,
                 "plot": str(plot) if plot else None,
             }
         )
@@ -362,6 +593,7 @@ def compare_command(
     print_table(per_curve, title="held-out error per curve (%)")
     print_table(summary, title="held-out error per law (%)")
     console.print(markup("lowest mean error: [bold]{}[/]", best))
+    _print_notes(notes)
     if plot is not None:
         console.print(f"plot saved to {plot}")
 

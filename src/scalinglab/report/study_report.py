@@ -201,7 +201,7 @@ def _curve_section(report: Report, study: Study) -> None:
     sec.paragraphs.append(
         f"Curve laws fitted on {', '.join(curve.fitted_runs)} and used to predict "
         f"{', '.join(curve.held_out_runs)} from its schedule alone. The {curve.best_law} law "
-        "predicts the held-out curves best."
+        "is drawn: it forecasts the last quarter of the fitted curves from the rest best."
     )
     best = curve.fits[curve.best_law]
     predicted = predicted_curves(best, curve.observations)

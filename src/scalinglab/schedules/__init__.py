@@ -22,7 +22,13 @@ from scalinglab.schedules.base import (
     WSDSchedule,
     check_learning_rates,
 )
-from scalinglab.schedules.logged import schedule_from_lr
+from scalinglab.schedules.logged import (
+    LR_CONVENTIONS,
+    LoggedSchedule,
+    LrConvention,
+    read_logged_lr,
+    schedule_from_lr,
+)
 from scalinglab.schedules.optimize import (
     Candidate,
     ScheduleChoice,
@@ -36,6 +42,7 @@ from scalinglab.schedules.torch_factor import torch_lambda, torch_scheduler
 __all__ = [
     "COOLDOWN_SHAPES",
     "DEFAULT_DECAY",
+    "LR_CONVENTIONS",
     "SCHEDULE_KINDS",
     "WARMUP_SHAPES",
     "Candidate",
@@ -44,6 +51,8 @@ __all__ = [
     "CyclicCosineSchedule",
     "InverseSqrtSchedule",
     "LinearSchedule",
+    "LoggedSchedule",
+    "LrConvention",
     "MultiStepSchedule",
     "ParametricSchedule",
     "Schedule",
@@ -56,6 +65,7 @@ __all__ = [
     "lr_drops",
     "optimize_monotone",
     "parse_schedule",
+    "read_logged_lr",
     "resolve_schedule",
     "schedule_from_lr",
     "torch_lambda",

@@ -63,6 +63,9 @@ class TrainConfig:
         Evaluate every this many steps (``None``: 10 evaluations per run) ...
     eval_log_points
         ... plus this many log-spaced early steps (the early curve that curve laws need).
+    train_loss_window
+        Also write the training loss of every update as dataset ``train``, smoothed by a
+        centred moving average of this many steps (odd; 1: raw; 0, the default: not written).
     checkpoint_every
         Write a checkpoint every this many steps (``None``: at every regular evaluation);
         the last step always gets one.
@@ -114,6 +117,7 @@ class TrainConfig:
     eval_tokens: int = 32_768
     eval_every: int | None = None
     eval_log_points: int = 6
+    train_loss_window: int = 0
     checkpoint_every: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -157,6 +161,14 @@ class TrainConfig:
         _positive_int("eval_tokens", self.eval_tokens)
         if not isinstance(self.eval_log_points, int) or self.eval_log_points < 0:
             raise SpecError(f"eval_log_points must be >= 0, got {self.eval_log_points!r}")
+        window = self.train_loss_window
+        if (
+            not isinstance(window, int)
+            or isinstance(window, bool)
+            or window < 0
+            or (window > 0 and window % 2 == 0)
+        ):
+            raise SpecError(f"train_loss_window must be 0 or an odd number, got {window!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise SpecError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.weight_decay < 0 or not math.isfinite(self.weight_decay):
@@ -279,7 +291,8 @@ class TrainConfig:
 #: fields that do not change what is trained (where it is written, how fast)
 _NOT_IDENTITY = frozenset(
     {"run_id", "family", "store", "out_dir", "device", "compile", "threads", "eval_every",
-     "eval_log_points", "checkpoint_every", "eval_tokens", "eval_data", "log_to"}
+     "eval_log_points", "checkpoint_every", "eval_tokens", "eval_data", "log_to",
+     "train_loss_window"}
 )  # fmt: skip
 
 

@@ -10,7 +10,10 @@
     largest size from the three smaller ones with 3.3% ARE
     (``benchmarks/train_throughput.py --part sweep``, docs/benchmarks.md).
     The 25-step warmup matters: with a 5% warmup (6 steps in the shortest runs) the largest
-    model ended behind the smaller ones at 128K tokens.
+    model ended behind the smaller ones at 128K tokens. The largest model is evaluated every
+    16 steps (32 points in its 512-step runs, 6 in the WSD cooldown): the study fits curve
+    laws to its constant and cosine runs and predicts its WSD run. Every run also writes its
+    training loss of every step (smoothed over 9 steps) as dataset ``train``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ train_data = "python-stdlib"
 eval_data = ["python-stdlib", "python-docs"]
 eval_tokens = 8192
 eval_log_points = 4
+train_loss_window = 9
 weight_decay = 0.1
 grad_clip = 1.0
 device = "cpu"
@@ -45,7 +49,7 @@ tokens = [131072, 262144, 524288]
 xs = { d_model = 32, layers = 2, heads = 2 }
 s = { d_model = 48, layers = 3, heads = 3 }
 m = { d_model = 64, layers = 4, heads = 4 }
-l = { d_model = 96, layers = 4, heads = 4 }
+l = { d_model = 96, layers = 4, heads = 4, eval_every = 16 }
 
 [schedules]
 cosine = "cosine:peak=3e-3,warmup=25,final=3e-4"
@@ -69,7 +73,7 @@ tokens = [524288]
     + _CPU_TINY_BASE
     + """
 [models]
-l = { d_model = 96, layers = 4, heads = 4 }
+l = { d_model = 96, layers = 4, heads = 4, eval_every = 16 }
 
 [schedules]
 constant = "constant:peak=3e-3,warmup=25"

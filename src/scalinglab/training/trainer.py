@@ -5,8 +5,11 @@ and every DDP rank see the same batches), forward under bf16 autocast on CUDA, b
 clip the global gradient norm, optimizer and LR-scheduler step. At the evaluation steps
 (log-spaced early, then regular) the validation split of every ``eval_data`` corpus is
 scored and each loss becomes one observation row (``run_id, step, tokens, params,
-params_nonembedding, flops, lr, dataset, loss, seed``) in the run store. ``params`` is the
-total parameter count N (embeddings included) and ``flops = 6 · params · tokens``;
+params_nonembedding, flops, lr, dataset, loss, seed``) in the run store; with
+``train_loss_window`` the training loss of every update, smoothed over that many steps, is
+written too, as dataset ``train``.
+``params`` is the total parameter count N (embeddings included) and
+``flops = 6 · params · tokens``;
 ``params_nonembedding`` is recorded alongside for Kaplan-style fits. ``lr`` is the learning
 rate of the update that produced the measured weights. Checkpoints are written atomically; a
 run whose ``out_dir`` holds one resumes from it. ``log_to`` also sends every evaluation to
@@ -237,6 +240,70 @@ def evaluate(
     return float(totals[0] / totals[1])
 
 
+#: dataset name of the smoothed training loss the trainer writes
+TRAIN_LOSS_DATASET = "train"
+
+
+def centred_mean(values: np.ndarray, half: int, first: int, last: int) -> np.ndarray:
+    """Centred moving average of ``values[first:last]`` over ``2·half + 1`` entries.
+
+    Near either end of ``values`` the window shrinks symmetrically, so that a linear trend
+    stays unbiased.
+    """
+    prefix = np.concatenate([[0.0], np.cumsum(values)])
+    at = np.arange(first, last)
+    width = np.minimum(np.minimum(at, values.size - 1 - at), half)
+    return (prefix[at + width + 1] - prefix[at - width]) / (2 * width + 1)
+
+
+class _TrainLossLog:
+    """The training loss of every update, smoothed, for the store (dataset ``train``).
+
+    The loss computed at update ``k`` (0-based) is that of the weights after ``k`` updates:
+    it becomes the row of step ``k`` (step 0, the untrained model, is not written). Losses
+    stay on the device until a flush, so logging them adds no synchronisation per step; a
+    row is written once the window centred on it is complete (or at the end of the run), and
+    the losses still needed travel in the checkpoint.
+    """
+
+    def __init__(self, window: int, state: Mapping[str, Any] | None) -> None:
+        self.half = max(window - 1, 0) // 2
+        self.enabled = window > 0
+        saved = state or {}
+        self.first = int(saved.get("first", 0))  # step of values[0]
+        self.next = int(saved.get("next", 1))  # first step not yet written
+        self.values: list[float] = list(saved.get("values", []))
+        self.pending: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor) -> None:
+        if self.enabled:
+            self.pending.append(loss.detach().float())
+
+    def flush(self, info: distributed.DistInfo, final: bool) -> list[tuple[int, float]]:
+        """``(step, smoothed loss)`` rows ready to be written (every rank must call this)."""
+        if not self.enabled:
+            return []
+        if self.pending:
+            new = torch.stack(self.pending).double()
+            distributed.all_reduce_sum(new, info)  # the mean over ranks: the global batch
+            self.values.extend((new / info.world_size).tolist())
+            self.pending = []
+        end = self.first + len(self.values) if final else self.first + len(self.values) - self.half
+        start = max(self.next, self.first)
+        if end <= start:
+            return []
+        smooth = centred_mean(
+            np.asarray(self.values), self.half, start - self.first, end - self.first
+        )
+        self.next = end
+        keep = max(0, self.next - self.half - self.first)  # the left halves still needed
+        self.values, self.first = self.values[keep:], self.first + keep
+        return list(zip(range(start, end), smooth.tolist(), strict=True))
+
+    def state(self) -> dict[str, Any]:
+        return {"first": self.first, "next": self.next, "values": list(self.values)}
+
+
 class _Progress:
     """A rich progress bar with loss, tokens/s and ETA (or nothing when disabled)."""
 
@@ -359,6 +426,10 @@ def _train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     start_step = int(state["step"]) if state is not None else 0
+    train_log = _TrainLossLog(
+        config.train_loss_window,
+        state.get("train_loss") if state is not None else {"first": start_step},
+    )
     model: nn.Module = raw_model
     if config.compile:
         model = cast(nn.Module, torch.compile(model))
@@ -409,6 +480,7 @@ def _train(
 
             loss = cast(torch.Tensor, optimizer.step(closure))
             scheduler.step()
+            train_log.add(loss)
             done = step + 1
             train_seconds += time.perf_counter() - tick
             trained_tokens += config.tokens_per_step
@@ -432,6 +504,16 @@ def _train(
                     )
                 if loggers is not None:
                     loggers.log_eval(done, done * config.tokens_per_step, float(lrs[step]), metrics)
+            if done in eval_steps or done in ckpt_steps or done == config.total_steps:
+                train_rows = [
+                    _observation(
+                        config, run_id, counts, at, float(lrs[at - 1]), TRAIN_LOSS_DATASET, value
+                    )
+                    for at, value in train_log.flush(info, final=done == config.total_steps)
+                ]
+                rows.extend(train_rows)
+                if store is not None and train_rows:
+                    store.add_observations(pd.DataFrame(train_rows))
             if done in ckpt_steps and info.is_main:
                 save_checkpoint(
                     ckpt_file,
@@ -441,6 +523,7 @@ def _train(
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "config": config.identity(),
+                        "train_loss": train_log.state(),
                     },
                 )
             if bar.bar is not None:  # reading the loss syncs the device: only when shown

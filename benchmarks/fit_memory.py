@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import record  # noqa: E402
+from _common import record
 
 TARGET_BYTES = 4 * 2**30
 CASES = (("chinchilla", "full"), ("kaplan", "fast"))

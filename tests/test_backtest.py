@@ -18,6 +18,7 @@ from scalinglab.evaluation.backtest import (
     backtest_family,
     collection_for,
 )
+from scalinglab.evaluation.colpret import colpret_collection
 from scalinglab.evaluation.families import convert_perplexity, load_families
 from scalinglab.evaluation.metrics import are
 from scalinglab.evaluation.recommend import _implausible, recommend
@@ -242,7 +243,7 @@ def test_recommend_picks_a_choice_and_forecasts() -> None:
     assert "90% of cases below" in rec.expected.statement()
     # without reference data, the borrowing choices learn from the shipped ColPret fits
     lone = recommend(obs, choices={n: CHOICES[n] for n in ("default", "pca")}, fractions=(1.0,))
-    assert "learn from 7 ColPret families" in lone.notes[0]
+    assert f"learn from {len(colpret_collection())} ColPret families" in lone.notes[0]
     assert set(lone.ranking.index) == {"default", "pca"}
     with pytest.raises(InputError, match="choose one"):
         recommend(pd.concat([obs, make_family("other")]))

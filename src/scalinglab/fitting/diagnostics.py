@@ -120,11 +120,12 @@ def diagnose(
             )
         )
     n_free = len(pmap.free)
-    if n_groups < MIN_RUNS_PER_PARAMETER * n_free:
+    support, unit = (n_groups, "runs") if law.pinned_by_runs else (int(y.size), "points")
+    if support < MIN_RUNS_PER_PARAMETER * n_free:
         flags.append(
             Diagnostic(
                 "few_runs",
-                f"{n_free} free parameters fitted from {n_groups} runs "
+                f"{n_free} free parameters fitted from {support} {unit} "
                 f"(fewer than {MIN_RUNS_PER_PARAMETER:g} per parameter)",
                 "add runs (another model size or budget), or fit fewer parameters "
                 "(fix some, or tie the exponents)",
@@ -182,6 +183,8 @@ def _bound_flags(law: Law, pmap: ParameterMap, value: Mapping[str, float]) -> li
     flags = []
     for name in pmap.free:
         spec = law.parameters()[pmap.names.index(name)]
+        if spec.bound_is_natural:
+            continue
         i = pmap.free.index(name)
         lo, hi = pmap.lower[i], pmap.upper[i]
         v = value[name]

@@ -45,6 +45,9 @@ class Parameter:
         scale coefficients that span orders of magnitude.
     description
         One line, with units.
+    bound_is_natural
+        A value at a bound is a legitimate answer (an extra area of 0, say), not a sign that
+        the data push the parameter past its range: the fit's diagnostics do not flag it.
     """
 
     name: str
@@ -53,6 +56,7 @@ class Parameter:
     grid: tuple[float, ...] = ()
     log_scale: bool = False
     description: str = ""
+    bound_is_natural: bool = False
 
 
 class Law(ABC):
@@ -69,6 +73,10 @@ class Law(ABC):
     inputs: ClassVar[tuple[str, ...]]
     #: name of the irreducible-loss parameter, if the law has one (used by ``cap_irreducible``)
     irreducible: ClassVar[str | None] = None
+    #: whether each run pins the parameters only through about one point (compute laws fit a
+    #: run's final loss), so that the diagnostics count runs per parameter; curve laws are
+    #: pinned by the shape of each run's curve and count points instead
+    pinned_by_runs: ClassVar[bool] = True
 
     @abstractmethod
     def parameters(self) -> tuple[Parameter, ...]:

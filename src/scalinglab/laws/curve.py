@@ -77,6 +77,7 @@ class CurveLaw(Law):
     """
 
     irreducible: ClassVar[str | None] = "L0"
+    pinned_by_runs: ClassVar[bool] = False
 
     def __init__(self, warmup: WarmupMode = "s1") -> None:
         if warmup not in WARMUP_MODES:
@@ -174,7 +175,7 @@ class CurveLaw(Law):
         if self.warmup != "fit":
             return ()
         return (
-            Parameter("S0", 0.0, math.inf, (0.0,),
+            Parameter("S0", 0.0, math.inf, (0.0,), bound_is_natural=True,
                       description="forward area the warmup counts for beyond its own, lr x steps"),
         )  # fmt: skip
 
@@ -554,7 +555,8 @@ class MultiPowerLaw(CurveLaw):
     and area averaged). With the defaults the binned curve is within 2e-5 (relative) of the
     exact sum on Luo et al.'s schedules; :meth:`final_loss` is exact.
 
-    ``beta`` is bounded below by 0.5: curves without a sharp drop (constant, cosine) cannot
+    ``beta`` is bounded below by 0.5 (0.1 with ``progress=True``, whose reference shape has
+    β ≈ 0.25): curves without a sharp drop (constant, cosine) cannot
     tell the power saturation from its β → 0 limit (a logarithm, which keeps growing and
     over-predicts the drop after a sudden decay); Luo et al. find β ≈ 0.6 from 25M to 400M
     parameters. A fit at that bound is reported by the engine's warnings; widen it with
@@ -617,7 +619,9 @@ class MultiPowerLaw(CurveLaw):
                       description="loss drop per unit of lr decrease, nats/token per lr"),
             Parameter("C", 0.0, math.inf, (2.0,), log_scale=True,
                       description="scale of the loss-drop saturation"),
-            Parameter("beta", 0.5, 5.0, (0.6,), description="power of the loss-drop saturation"),
+            # with the progress term the drop's shape measures out at β ≈ 0.25 (REFERENCE_SHAPE)
+            Parameter("beta", 0.1 if self.progress else 0.5, 5.0, (0.6,),
+                      description="power of the loss-drop saturation"),
             Parameter("gamma", 0.0, 3.0, (0.4, 0.7),
                       description="learning-rate exponent in the loss-drop saturation"),
             *((

@@ -387,15 +387,21 @@ def old_bootstrap(
 LUO_TRAIN = ("constant_24000", "cosine_24000")
 
 
-def luo_backtest(n_boot: int, laws: Sequence[str]) -> dict[str, Any] | None:
-    """Curve laws fitted on two schedules of Luo et al.'s 25M and 100M models, the rest forecast.
+def luo_backtest(n_boot: int) -> dict[str, Any] | None:
+    """The default curve law fitted on two schedules of Luo et al.'s models, the rest forecast.
 
-    Scores the 95% prediction interval at every held-out point (every 128 steps of 7
-    schedules) and at each held-out run's final point, beside the old intervals.
+    As ``scalinglab curve fit --bootstrap`` does: the default law and its reference shape, the
+    bootstrap, and the noise widened by the law's error forecasting the end of its training
+    curves (:func:`~scalinglab.evaluation.curve_forecast.with_forecast_noise`). Scores the
+    95% prediction interval at every held-out point (every 128 steps of 7 schedules) and at
+    each held-out run's final point, beside the old intervals.
     """
     folder = SHARED / "lr_schedules"
     if not folder.exists():
         return None
+    from scalinglab.evaluation.curve_forecast import with_forecast_noise
+    from scalinglab.fitting import fit
+    from scalinglab.laws.curve import default_curve_law, reference_shape
     from scalinglab.schedules.reference import luo2025_spec
 
     out: dict[str, Any] = {}
@@ -407,33 +413,35 @@ def luo_backtest(n_boot: int, laws: Sequence[str]) -> dict[str, Any] | None:
         data = pd.concat(frames, ignore_index=True)
         train = data[data["run_id"].isin(LUO_TRAIN)]
         test = data[~data["run_id"].isin(LUO_TRAIN)]
-        last = test.groupby("run_id")["step"].transform("max") == test["step"]
-        for name in laws:
-            law = get_law(name)
-            x_train = law.features(train)
-            y_train = train["loss"].to_numpy(float)
-            groups = train["run_id"].to_numpy()
-            result = fit_law(law, x_train, y_train, groups=groups, bootstrap=n_boot)
-            x_test = law.features(test)
-            y = test["loss"].to_numpy(float)
-            lo, hi = result.predict_interval(x_test, 0.95, kind="prediction")
-            old = old_bootstrap(result, x_train, y_train, groups, n_boot, seed=0)
-            old_pred = np.exp(law.log_predict(old, x_test))
-            old_lo, old_hi = np.nanpercentile(old_pred, [2.5, 97.5], axis=0)
-            inside = (lo <= y) & (y <= hi)
-            old_inside = (old_lo <= y) & (y <= old_hi)
-            out[f"{size}M_{name}"] = {
-                "bootstrap_kind": result.options["bootstrap_kind"],
-                "noise_sd_percent": None if result.noise is None else 100 * result.noise.sd_log,
-                "points": int(y.size),
-                "coverage_95_percent": 100 * float(np.mean(inside)),
-                "final_point_coverage_95_percent": 100 * float(np.mean(inside[last.to_numpy()])),
-                "mean_width_percent": 100 * float(np.mean((hi - lo) / y)),
-                "old_coverage_95_percent": 100 * float(np.mean(old_inside)),
-                "old_mean_width_percent": 100 * float(np.mean((old_hi - old_lo) / y)),
-                "mean_abs_error_percent": 100
-                * float(np.mean(np.abs(result.predict(x_test) / y - 1))),
-            }
+        last = (test.groupby("run_id")["step"].transform("max") == test["step"]).to_numpy()
+        law = default_curve_law()
+        options = {"fixed": reference_shape(law) or None}
+        result = with_forecast_noise(fit(train, law, bootstrap=n_boot, **options), train, **options)
+        x_test = law.features(test)
+        y = test["loss"].to_numpy(float)
+        lo, hi = result.predict_interval(x_test, 0.95, kind="prediction")
+        x_train = law.features(train)
+        old = old_bootstrap(
+            result, x_train, train["loss"].to_numpy(float), train["run_id"].to_numpy(), n_boot, 0
+        )
+        old_lo, old_hi = np.nanpercentile(np.exp(law.log_predict(old, x_test)), [2.5, 97.5], 0)
+        inside = (lo <= y) & (y <= hi)
+        old_inside = (old_lo <= y) & (y <= old_hi)
+        assert result.noise is not None
+        out[f"{size}M"] = {
+            "law": law.name,
+            "law_config": law.config(),
+            "bootstrap_kind": result.options["bootstrap_kind"],
+            "noise_sd_percent": 100 * result.noise.sd_log,
+            "noise_source": result.noise.source,
+            "points": int(y.size),
+            "coverage_95_percent": 100 * float(np.mean(inside)),
+            "final_point_coverage_95_percent": 100 * float(np.mean(inside[last])),
+            "mean_width_percent": 100 * float(np.mean((hi - lo) / y)),
+            "old_coverage_95_percent": 100 * float(np.mean(old_inside)),
+            "old_mean_width_percent": 100 * float(np.mean((old_hi - old_lo) / y)),
+            "mean_abs_error_percent": 100 * float(np.mean(np.abs(result.predict(x_test) / y - 1))),
+        }
     return out
 
 
@@ -522,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         synthetic.append(result)
     chinchilla = chinchilla_widths(4000)
     real = {
-        "luo_curves": luo_backtest(args.bootstrap, ("multipower", "annealing")),
+        "luo_curves": luo_backtest(args.bootstrap),
         "colpret": colpret_backtest(args.bootstrap),
     }
     elapsed = time.perf_counter() - started

@@ -27,6 +27,7 @@ from scalinglab.data.schema import LossUnit
 from scalinglab.data.store import is_store
 from scalinglab.errors import FitError, InputError, ScalingLabError, SpecError
 from scalinglab.evaluation.backtest import FitChoice, backtest_family
+from scalinglab.evaluation.curve_forecast import forecast_cv
 from scalinglab.evaluation.transfer import (
     LossRef,
     TransferFit,
@@ -41,7 +42,6 @@ from scalinglab.laws.curve import (
     curve_errors,
     default_curve_law,
     final_loss_model,
-    forecast_cv,
     reference_shape,
 )
 from scalinglab.planning import IsoFlopResult, Plan, compute_optimal, isoflop_analysis

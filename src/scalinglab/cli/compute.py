@@ -180,6 +180,14 @@ def fit_command(
 COMPUTE_INPUTS = {"params", "tokens", "flops", "params_nonembedding"}
 
 
+#: how each source of a fit's noise estimate reads
+NOISE_SOURCES = {
+    "residuals": "the residuals",
+    "repeats": "runs with the same inputs",
+    "forecast": "the law's error forecasting the end of its curves",
+}
+
+
 def print_noise(result: Fit) -> None:
     """One line on the run-to-run noise behind prediction intervals."""
     if result.noise is None:
@@ -190,7 +198,7 @@ def print_noise(result: Fit) -> None:
         )
         return
     noise = result.noise
-    source = "the residuals" if noise.source == "residuals" else "runs with the same inputs"
+    source = " and ".join(NOISE_SOURCES.get(part, part) for part in noise.source.split("+"))
     console.print(
         f"run-to-run noise: {100 * noise.sd_log:.2g}% of the loss (from {source}, "
         f"{noise.dof} degrees of freedom); prediction intervals add it to the parameters' "

@@ -13,11 +13,12 @@ import pandas as pd
 import typer
 
 from scalinglab.cli._common import console, fmt, markup, note, print_json, print_table, user_errors
-from scalinglab.cli.compute import parse_assignments, parse_float
+from scalinglab.cli.compute import parse_assignments, parse_float, print_diagnostics, print_noise
 from scalinglab.cli.data_options import ColumnOpt, DatasetOpt, LossUnitOpt, column_map
 from scalinglab.cli.data_options import loss_unit as checked_loss_unit
 from scalinglab.cli.main import app
 from scalinglab.errors import InputError, SpecError
+from scalinglab.evaluation.curve_forecast import with_forecast_noise
 from scalinglab.fitting import Fit, fit, select_dataset
 from scalinglab.laws import get_law
 from scalinglab.laws.curve import (
@@ -363,7 +364,13 @@ def fit_command(
     min_step: MinStepOpt = None,
     max_step: MaxStepOpt = None,
     fix: Annotated[list[str] | None, typer.Option(help="Hold a parameter: NAME=VALUE.")] = None,
-    bootstrap: Annotated[int, typer.Option(help="Run-resampled refits for 95% CIs.")] = 0,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            help="Bootstrap refits for 95% intervals; the fit's noise then also carries the "
+            "law's error forecasting the last quarter of each curve from the rest."
+        ),
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the fit as JSON here.")] = None,
     plot: PlotOpt = None,
@@ -373,14 +380,14 @@ def fit_command(
     table, notes = _load(data, schedule, params, column, loss_unit, lr_logged, dataset)
     used = _window(table, min_step, max_step)
     curve = _law(law, decay, warmup, progress)
-    result = fit(
-        table,
-        curve,
-        fixed=_fixed(curve, fix, shape),
-        weights=used.astype(float) if not used.all() else None,
-        bootstrap=bootstrap,
-        seed=seed,
-    )
+    options: dict[str, Any] = {
+        "fixed": _fixed(curve, fix, shape),
+        "weights": used.astype(float) if not used.all() else None,
+    }
+    result = fit(table, curve, bootstrap=bootstrap, seed=seed, **options)
+    if bootstrap:
+        # prediction intervals carry the law's error forecasting its own curves' ends
+        result = with_forecast_noise(result, table, **options)
     errors = curve_errors(result, table, score=used)
     curves = predicted_curves(result, table) if plot is not None else None
     if out is not None:
@@ -413,8 +420,8 @@ def fit_command(
         f"objective {fmt(result.objective)} · {result.n_points} points in {result.n_groups} "
         f"curves · converged: {result.converged}"
     )
-    for w in result.warnings:
-        note("warning", w)
+    print_noise(result)
+    print_diagnostics(result.diagnostics)
     _print_notes(notes)
     for label, path in (("saved to", out), ("plot saved to", plot)):
         if path is not None:

@@ -809,38 +809,6 @@ def reference_shape(law: CurveLaw) -> dict[str, float]:
     return {}
 
 
-def forecast_cv(
-    law: CurveLaw,
-    observations: pd.DataFrame,
-    *,
-    holdout: float = 0.25,
-    **options: Any,
-) -> float:
-    """Mean relative error forecasting the last ``holdout`` of each curve from the rest.
-
-    A cross-validation on training curves alone, to choose between curve-law settings: each
-    run's points after ``(1 − holdout)`` of its last step are held out, the law is fitted on
-    the others (``options`` go to :func:`scalinglab.fitting.fit`) and scored on them.
-    """
-    import pandas as pd
-
-    from scalinglab.fitting import fit
-
-    if not 0 < holdout < 1:
-        raise SpecError(f"holdout={holdout} must be in (0, 1)")
-    steps = pd.to_numeric(observations["step"], errors="coerce")
-    if "run_id" in observations.columns:
-        last = steps.groupby(observations["run_id"].astype(str)).transform("max")
-    else:
-        last = pd.Series(steps.max(), index=steps.index)
-    late = (steps > (1 - holdout) * last).to_numpy()
-    if late.all() or not late.any():
-        raise InputError("too few points to hold out the end of each curve")
-    # held-out points weigh nothing, so that each run's logged lr is still read whole
-    result = fit(observations, law, weights=(~late).astype(float), **options)
-    return float(curve_errors(result, observations, score=late)["mean_rel_error"].mean())
-
-
 # -- using a fitted curve law ------------------------------------------------------------
 
 

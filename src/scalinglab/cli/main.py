@@ -7,8 +7,11 @@ from types import FrameType
 
 import typer
 
+from scalinglab.cli._common import OneLineErrors
+
 app = typer.Typer(
     name="scalinglab",
+    cls=OneLineErrors,
     help="Forecast what a language-model training run will achieve, from small runs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -12,6 +12,7 @@ import pandas as pd
 from scalinglab.data.schema import DEFAULT_REQUIRED, SOURCE_ROW, LossUnit, OnInvalid
 from scalinglab.data.validate import validate_observations
 from scalinglab.errors import InputError
+from scalinglab.user_input import check_input_file
 
 #: compression suffixes pandas understands; the format is named by the suffix before them
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
@@ -56,9 +57,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
     For callers that must select rows before validation (e.g. per-family unit conversion).
     """
+    check_input_file(path, "data")
     fmt = file_format(path)
-    if not path.is_file():
-        raise InputError(f"no such file: {path}")
     if fmt == "sqlite":
         from scalinglab.data.store import RunStore
 

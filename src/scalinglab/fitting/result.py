@@ -12,6 +12,7 @@ import numpy as np
 
 from scalinglab.errors import FitError, InputError
 from scalinglab.laws.base import Features, FloatArray, Law, get_law
+from scalinglab.user_input import read_json
 
 
 @dataclass
@@ -160,10 +161,7 @@ class Fit:
     @classmethod
     def load(cls, path: str | Path) -> Fit:
         """Read a fit written by :meth:`save`."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(f"not valid JSON: {err}", source=str(path)) from None
+        data = read_json(path, "fit file")
         if not isinstance(data, dict) or "scalinglab_fit" not in data:
             raise InputError("not a scalinglab fit (no 'scalinglab_fit' key)", source=str(path))
         return cls.from_dict(data, source=str(path))

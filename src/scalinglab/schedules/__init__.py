@@ -5,7 +5,18 @@
 >>> s1, s2 = lr_areas(sched.array(), anneal_start=sched.warmup_steps)
 """
 
-from scalinglab.schedules.areas import DEFAULT_DECAY, lr_areas, lr_drops, warmup_end
+from scalinglab.schedules.areas import (
+    DEFAULT_DECAY,
+    MAX_SCHEDULE_STEPS,
+    LearningRates,
+    check_schedule_steps,
+    drop_sums_at,
+    lr_areas,
+    lr_areas_at,
+    lr_drops,
+    peak_step,
+    warmup_end,
+)
 from scalinglab.schedules.base import (
     COOLDOWN_SHAPES,
     SCHEDULE_KINDS,
@@ -36,6 +47,7 @@ from scalinglab.schedules.torch_factor import torch_lambda, torch_scheduler
 __all__ = [
     "COOLDOWN_SHAPES",
     "DEFAULT_DECAY",
+    "MAX_SCHEDULE_STEPS",
     "SCHEDULE_KINDS",
     "WARMUP_SHAPES",
     "Candidate",
@@ -43,6 +55,7 @@ __all__ = [
     "CosineSchedule",
     "CyclicCosineSchedule",
     "InverseSqrtSchedule",
+    "LearningRates",
     "LinearSchedule",
     "MultiStepSchedule",
     "ParametricSchedule",
@@ -51,11 +64,15 @@ __all__ = [
     "TabulatedSchedule",
     "WSDSchedule",
     "check_learning_rates",
+    "check_schedule_steps",
     "choose_schedule",
+    "drop_sums_at",
     "lr_areas",
+    "lr_areas_at",
     "lr_drops",
     "optimize_monotone",
     "parse_schedule",
+    "peak_step",
     "resolve_schedule",
     "schedule_from_lr",
     "torch_lambda",

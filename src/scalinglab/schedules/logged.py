@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from scalinglab.errors import InputError
+from scalinglab.schedules.areas import MAX_SCHEDULE_STEPS
 from scalinglab.schedules.base import TabulatedSchedule, check_learning_rates
 
 
@@ -74,6 +75,13 @@ def schedule_from_lr(
     length = int(at[-1]) + 1 if total is None else int(total)
     if length < 1:
         raise InputError(f"total={total} must be at least 1 step", source=source)
+    if length > MAX_SCHEDULE_STEPS:
+        raise InputError(
+            f"a schedule of {length:,} steps is beyond the limit of {MAX_SCHEDULE_STEPS:,}",
+            source=source,
+            column="step",
+            value=int(at[-1]),
+        )
     if at[0] > 0 and before_first == "warmup":
         at, values = np.concatenate([[0.0], at]), np.concatenate([[0.0], values])
     return TabulatedSchedule(np.interp(np.arange(length), at, values), source=source)

@@ -18,6 +18,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 
 from scalinglab.errors import SpecError
+from scalinglab.schedules.areas import check_schedule_steps
 from scalinglab.schedules.base import (
     COOLDOWN_SHAPES,
     CosineSchedule,
@@ -33,6 +34,9 @@ FinalLoss = Callable[[FloatArray], tuple[float, FloatArray]]
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8)
 #: a sigmoid this close to 1 keeps the learning rate flat between two knots
 _Z_BOUND = 20.0
+#: the longest budget optimised: every candidate is a per-step array, evaluated hundreds of
+#: times (about 100 bytes and, here, a few microseconds per step per evaluation)
+MAX_OPTIMIZE_STEPS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -246,6 +250,7 @@ def choose_schedule(
     -------
     ScheduleChoice
     """
+    check_schedule_steps(total, "total", MAX_OPTIMIZE_STEPS, "choosing a schedule")
     cosine_sched = CosineSchedule(peak=peak, total=total, warmup=warmup, final=final)
     cosine = Candidate("cosine", cosine_sched, final_loss(cosine_sched.array())[0])
     wsd20_sched = WSDSchedule(

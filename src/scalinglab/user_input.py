@@ -230,7 +230,7 @@ def read_json(
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(
-            f"{what}: '{_shown(path)}' is not valid JSON (line {err.lineno}, column "
+            f"{what}: invalid JSON in '{_shown(path)}' (line {err.lineno}, column "
             f"{err.colno}: {err.msg})"
         ) from None
     except RecursionError:
@@ -255,7 +255,7 @@ def read_toml(
     try:
         value = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{what}: '{_shown(path)}' is not valid TOML ({err})") from None
+        raise SpecError(f"{what}: invalid TOML in '{_shown(path)}' ({err})") from None
     except RecursionError:
         raise SpecError(
             f"{what}: '{_shown(path)}' nests arrays or tables more than {MAX_NESTING} deep"

@@ -48,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from scalinglab.errors import SpecError
+from scalinglab.schedules import MAX_SCHEDULE_STEPS
 from scalinglab.training.config import TrainConfig, read_toml
 from scalinglab.training.presets import PRESETS
+from scalinglab.user_input import check_name, check_seed
 
 _SPEC_KEYS = {
     "name", "workers", "threads", "seeds", "optimizers", "tokens", "flops", "base", "models",
@@ -133,8 +135,15 @@ class SweepSpec:
         seeds = data.get("seeds", [0])
         if not isinstance(optimizers, list) or not all(isinstance(o, str) for o in optimizers):
             raise SpecError(f"{source}: optimizers must be a list of names")
-        if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-            raise SpecError(f"{source}: seeds must be a list of integers")
+        if not isinstance(seeds, list) or not seeds:
+            raise SpecError(f"{source}: seeds must be a non-empty list of integers")
+        for seed in seeds:
+            check_seed(seed, f"{source}: seeds")
+        # these names make up run ids, which name checkpoint folders
+        name = check_name(str(data.get("name", Path(source).stem)), f"{source}: name")
+        for key, table in (("models", models), ("schedules", schedules)):
+            for entry in table:
+                check_name(entry, f"{source}: {key}.{entry}")
         base = data.get("base", {})
         extra = data.get("optimizer_kwargs", {})
         if not isinstance(base, Mapping) or not isinstance(extra, Mapping):
@@ -145,7 +154,7 @@ class SweepSpec:
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise SpecError(f"{source}: threads must be a positive integer, got {threads!r}")
         return cls(
-            name=str(data.get("name", Path(source).stem)),
+            name=name,
             models=dict(models),
             budget_kind=kind,
             budgets=tuple(budgets),
@@ -202,7 +211,7 @@ class SweepSpec:
         if self.budget_kind == "tokens":
             return TrainConfig.from_dict({**settings, "tokens": int(budget)}, source=run_id)
         # N decides the tokens; any long placeholder budget validates the rest of the config
-        probe = TrainConfig.from_dict({**settings, "steps": 1 << 40}, source=run_id)
+        probe = TrainConfig.from_dict({**settings, "steps": MAX_SCHEDULE_STEPS}, source=run_id)
         from scalinglab.training.trainer import param_count, tokenizer_for
 
         params = param_count(probe, tokenizer_for(probe).vocab_size).total
@@ -249,7 +258,7 @@ def load_sweep(source: str | Path) -> SweepSpec:
         raise SpecError(
             f"sweep spec '{source}' is neither a file nor a preset ({', '.join(sorted(PRESETS))})"
         )
-    return SweepSpec.from_dict(read_toml(path), source=str(path))
+    return SweepSpec.from_dict(read_toml(path, "sweep spec"), source=str(path))
 
 
 @dataclass
@@ -305,8 +314,9 @@ def _finished_runs(store_path: str | Path) -> dict[str, dict[str, float]]:
 STOP_GRACE_S = 30.0
 #: whether this worker process is training a run now (set by _worker_run)
 _busy = threading.Event()
-#: the sweep's stop event, in a worker process (set by its initializer)
+#: the sweep's stop event and process id, in a worker process (set by its initializer)
 _stop: Any = None
+_parent_pid: int | None = None
 
 
 def _stop_with_parent(parent_pid: int, stop: Any) -> None:
@@ -317,8 +327,8 @@ def _stop_with_parent(parent_pid: int, stop: Any) -> None:
     is interrupted as by Ctrl-C, so the store marks it interrupted (it resumes from its
     checkpoint next time); queued runs are not started; the worker then exits.
     """
-    global _stop
-    _stop = stop
+    global _stop, _parent_pid
+    _stop, _parent_pid = stop, parent_pid
 
     def watch() -> None:
         while not stop.wait(1.0) and os.getppid() == parent_pid:
@@ -337,14 +347,18 @@ def _stop_with_parent(parent_pid: int, stop: Any) -> None:
 
 
 def _worker_run(config: TrainConfig) -> RunOutcome:
+    from scalinglab.training.lock import RunLockedError
     from scalinglab.training.trainer import train
 
-    if _stop is not None and _stop.is_set():
-        return RunOutcome(config.name, "interrupted")  # queued before the sweep stopped
+    # a run queued before the sweep stopped, or whose sweep is gone (killed): not started
+    if _stop is not None and (_stop.is_set() or os.getppid() != _parent_pid):
+        return RunOutcome(config.name, "interrupted")
     tick = time.perf_counter()
     _busy.set()
     try:
         result = train(config)
+    except RunLockedError as err:  # another process trains it: its status is not ours to set
+        return RunOutcome(config.name, "busy", error=str(err))
     except Exception as err:  # one failed run must not stop the others
         from scalinglab.data import RunStore
 
@@ -407,6 +421,8 @@ def run_sweep(
     """
     from scalinglab.training.trainer import prepare_data
 
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise SpecError(f"workers must be at least 1, got {workers!r}")
     tick = time.perf_counter()
     configs = spec.configs(out_dir=out_dir, store=store)
     data_keys = {

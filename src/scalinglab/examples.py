@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scalinglab.user_input import check_finite, check_seed
+
 #: Besiroglu et al. 2024's estimate of the Chinchilla law, used as the example's ground truth
 CHINCHILLA_TRUTH = {"E": 1.82, "A": 482.0, "alpha": 0.3478, "B": 2085.0, "beta": 0.3658}
 
@@ -49,6 +51,8 @@ def isoflop_sweep(
         Observations: ``run_id, family, params, tokens, flops, dataset, loss`` (one final
         loss per run and dataset, nats/token).
     """
+    check_seed(seed, "seed")
+    check_finite(noise, "noise", nonnegative=True)
     rng = np.random.default_rng(seed)
     t = CHINCHILLA_TRUTH
     a = t["beta"] / (t["alpha"] + t["beta"])
@@ -99,6 +103,7 @@ def schedule_runs(
     from scalinglab.laws.curve import AnnealingLaw
     from scalinglab.schedules import parse_schedule
 
+    check_seed(seed, "seed")
     rng = np.random.default_rng(seed)
     warmup = steps // 20
     specs = {

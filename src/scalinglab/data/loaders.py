@@ -52,6 +52,14 @@ def file_format(path: str | Path) -> str:
     return fmt
 
 
+def file_format_or_none(path: str | Path) -> str | None:
+    """:func:`file_format`, or ``None`` for a suffix no reader handles."""
+    try:
+        return file_format(path)
+    except InputError:
+        return None
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a data file as the user wrote it (no renaming, no validation).
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from scalinglab.data.loaders import file_format, load_observations
+from scalinglab.data.loaders import file_format, file_format_or_none, load_observations
 from scalinglab.data.schema import CANONICAL_COLUMNS, SOURCE_ROW
 from scalinglab.data.validate import validate_observations
 from scalinglab.errors import InputError
@@ -33,6 +33,8 @@ T = TypeVar("T")
 STATUSES: tuple[str, ...] = ("running", "finished", "failed", "interrupted", "imported")
 #: columns of the observations table (family lives on the run)
 STORED_COLUMNS: tuple[str, ...] = tuple(c for c in CANONICAL_COLUMNS if c != "family")
+#: layout version written to SQLite's user_version (0: stores made before it was recorded)
+STORE_VERSION = 1
 
 _SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -71,6 +73,23 @@ def _create_schema(con: sqlite3.Connection) -> None:
     # executescript() would commit first; one statement at a time keeps it in the transaction
     for statement in _SCHEMA:
         con.execute(statement)
+    con.execute(f"PRAGMA user_version = {STORE_VERSION}")
+
+
+def _run_config(run_id: str, text: Any, source: str) -> dict[str, Any]:
+    """A stored run config, or a clear error for one that is not a JSON object."""
+    try:
+        config = json.loads(text) if text is not None else {}
+    except (TypeError, ValueError, RecursionError):
+        config = None
+    if not isinstance(config, dict):
+        raise InputError(
+            f"run '{run_id}': its stored config is not a JSON object ({str(text)[:60]!r}); "
+            "the store was changed outside scalinglab",
+            source=source,
+            column="config",
+        )
+    return config
 
 
 def _json_default(obj: Any) -> Any:
@@ -130,16 +149,31 @@ class RunStore:
         self.path = Path(path)
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
+        if self.path.is_dir():
+            raise InputError(f"run store '{self.path}' is a folder; give a .sqlite file")
         if not create and not self.path.is_file():
             raise InputError(f"no run store at {self.path}")
         if create:
+            if not self.path.exists() and file_format_or_none(self.path) != "sqlite":
+                raise InputError(
+                    f"a new run store must end in .sqlite, .sqlite3 or .db: {self.path}"
+                )
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            tables = self._retry(
-                lambda con: {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            tables, version = self._retry(
+                lambda con: (
+                    {r[0] for r in con.execute("SELECT name FROM sqlite_master")},
+                    int(con.execute("PRAGMA user_version").fetchone()[0]),
+                )
             )
         except sqlite3.DatabaseError as err:
             raise InputError(f"not a SQLite run store: {err}", source=self.path.name) from None
+        if version > STORE_VERSION:
+            raise InputError(
+                f"run store version {version} was written by a newer scalinglab (this one "
+                f"reads up to version {STORE_VERSION}); upgrade scalinglab",
+                source=self.path.name,
+            )
         if {"runs", "observations"} <= tables:
             return  # opening an existing store takes no write lock
         if tables or not create:
@@ -264,7 +298,11 @@ class RunStore:
                 con,
             )
         )
-        frame["config"] = [json.loads(c) for c in frame["config"]]
+        configs: list[Any] = [
+            _run_config(str(r), c, self.path.name)
+            for r, c in zip(frame["run_id"], frame["config"], strict=True)
+        ]
+        frame["config"] = configs
         return frame
 
     def get_run(self, run_id: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from scalinglab.fitting.parameters import ParameterMap
 from scalinglab.fitting.projection import Lattice, lattice_minima, project_starts
 from scalinglab.fitting.result import Fit
 from scalinglab.laws.base import FloatArray, Law, get_law
+from scalinglab.user_input import check_seed
 
 #: relative objective gap within which two distinct solutions count as tied
 TIE_RTOL = 1e-3
@@ -189,6 +190,7 @@ def _fit_law(
     max_iter: int,
     search: Search,
 ) -> Fit:
+    check_seed(seed, "seed")
     robust = RobustLoss(loss, delta, overestimate_penalty)
     feats, y_arr = _check_arrays(law, x, y)
     n = y_arr.size

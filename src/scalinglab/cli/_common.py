@@ -33,6 +33,7 @@ from typer.core import TyperGroup
 
 from scalinglab._format import fmt
 from scalinglab.errors import ScalingLabError, SpecError
+from scalinglab.user_input import check_figure_file, check_output_dir, check_output_file
 
 try:  # Typer >= 0.20 carries its own copy of click
     from typer._click.exceptions import ClickException, UsageError
@@ -149,6 +150,27 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         sys.exit(USAGE_ERROR)
 
     return wrapper
+
+
+def check_outputs(
+    *,
+    files: Mapping[str, Path | None] | None = None,
+    figures: Mapping[str, Path | None] | None = None,
+    folders: Mapping[str, Path | None] | None = None,
+) -> None:
+    """Check a command's output paths (option → path; None: not given) before its work.
+
+    A folder given as ``--out`` or an unknown image suffix must not cost a whole fit.
+    """
+    for option, path in (files or {}).items():
+        if path is not None:
+            check_output_file(path, option)
+    for option, path in (figures or {}).items():
+        if path is not None:
+            check_figure_file(path, option)
+    for option, path in (folders or {}).items():
+        if path is not None:
+            check_output_dir(path, option)
 
 
 class OneLineErrors(TyperGroup):

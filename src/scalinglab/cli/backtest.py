@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
+from rich.markup import escape
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import check_outputs, console, fmt, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.data.schema import LOSS_UNITS, LossUnit
@@ -153,7 +154,7 @@ def _print_report(report: BacktestReport, title: str) -> None:
         )
     print_table(_records(report.best(), "choice"), title="fitting choices, best first")
     for family, reason in sorted(report.skipped.items()):
-        console.print(f"[yellow]skipped[/] {family}: {reason}", highlight=False)
+        console.print(f"[yellow]skipped[/] {escape(family)}: {escape(reason)}", highlight=False)
 
 
 def _finish(report: BacktestReport, heatmap: Path | None, out: Path | None) -> dict[str, Any]:
@@ -192,6 +193,7 @@ def data_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Backtest one family: forecast its target from its smaller models, ARE per choice."""
+    check_outputs(files={"--out": out}, figures={"--heatmap": heatmap})
     obs = _load(data, column, perplexity, loss_unit, dataset, family=family)
     name = str(obs["family"].iloc[0])
     choices = _choices(choice)
@@ -225,9 +227,9 @@ def data_command(
         return
     _print_report(report, f"backtest of {name} (target {results[0].target})")
     for note in notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     for key, path in extra.items():
-        console.print(f"{key}: {path}")
+        console.print(f"{key}: {escape(str(path))}")
 
 
 @backtest_app.command("all")
@@ -249,6 +251,7 @@ def all_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Backtest every family with 3 or more model sizes; tables per fitting factor."""
+    check_outputs(files={"--out": out}, figures={"--heatmap": heatmap})
     obs = _load(data, column, perplexity, loss_unit, dataset)
     report = backtest_all(
         obs,
@@ -265,7 +268,7 @@ def all_command(
         return
     _print_report(report, f"backtests of {data.name}")
     for key, path in extra.items():
-        console.print(f"{key}: {path}")
+        console.print(f"{key}: {escape(str(path))}")
 
 
 @backtest_app.command("recommend")
@@ -315,4 +318,4 @@ def recommend_command(
     if math.isfinite(best_are):
         console.print(f"expected error of this forecast (backtest median ARE): {fmt(best_are)}")
     for note in [*result.notes, *result.fit.warnings]:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)

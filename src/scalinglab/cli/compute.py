@@ -8,8 +8,16 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 import typer
+from rich.markup import escape
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    fmt,
+    print_json,
+    print_table,
+    user_errors,
+)
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.fitting import Fit, fit
@@ -75,6 +83,7 @@ def fit_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Fit a compute scaling law to a table of runs."""
+    check_outputs(files={"--out": out})
     table = load_table(data, column)
     fixed = {k: parse_float(v, f"--fix {k}") for k, v in parse_assignments(fix, "--fix").items()}
     result = fit(
@@ -116,9 +125,9 @@ def fit_command(
         f" · converged: {result.converged} · {result.search_summary()}"
     )
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     if out is not None:
-        console.print(f"saved to {out}")
+        console.print(f"saved to {escape(str(out))}")
 
 
 @app.command("predict")
@@ -134,6 +143,13 @@ def predict_command(
     """Forecast the loss of a model from a saved fit, with a bootstrap interval."""
     result = Fit.load(fit_file)
     given = {"params": params, "tokens": tokens, "flops": flops}
+    unused = [f"--{k}" for k, v in given.items() if v and k not in result.law.inputs]
+    if unused:
+        takes = ", ".join(f"--{name}" for name in result.law.inputs)
+        raise SpecError(
+            f"law '{result.law.name}' takes {takes}, not {', '.join(unused)}; leave "
+            f"{'it' if len(unused) == 1 else 'them'} out"
+        )
     x: dict[str, np.ndarray] = {}
     for name in result.law.inputs:
         values = given.get(name)

@@ -10,8 +10,16 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import typer
+from rich.markup import escape
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    fmt,
+    print_json,
+    print_table,
+    user_errors,
+)
 from scalinglab.cli.compute import parse_assignments, parse_float
 from scalinglab.cli.main import app
 from scalinglab.errors import InputError, SpecError
@@ -174,6 +182,7 @@ def fit_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a loss-curve law to one or more training curves."""
+    check_outputs(files={"--out": out}, figures={"--plot": plot})
     table = select_dataset(load_curves(data, schedule, params), dataset)
     result = fit(
         table,
@@ -213,10 +222,10 @@ def fit_command(
         f"curves · converged: {result.converged}"
     )
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     for label, path in (("saved to", out), ("plot saved to", plot)):
         if path is not None:
-            console.print(f"{label} {path}")
+            console.print(f"{label} {escape(str(path))}")
 
 
 @curve_app.command("predict")
@@ -240,6 +249,7 @@ def predict_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Predict the loss curve of any schedule (and check it against observed curves)."""
+    check_outputs(figures={"--plot": plot})
     result = Fit.load(fit_file)
     law = curve_law(result)
     if not specs and not data:
@@ -288,7 +298,7 @@ def predict_command(
     if errors:
         print_table(errors, title="prediction error per observed curve (%)")
     if plot is not None:
-        console.print(f"plot saved to {plot}")
+        console.print(f"plot saved to {escape(str(plot))}")
 
 
 @curve_app.command("compare")
@@ -308,6 +318,7 @@ def compare_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit each law on some curves and compare their predictions of held-out curves."""
+    check_outputs(figures={"--plot": plot})
     names = law or ["annealing", "multipower"]
     twice = {p.resolve() for p in train} & {p.resolve() for p in test}
     if twice:
@@ -363,7 +374,7 @@ def compare_command(
     print_table(summary, title="held-out error per law (%)")
     console.print(f"lowest mean error: [bold]{best}[/]")
     if plot is not None:
-        console.print(f"plot saved to {plot}")
+        console.print(f"plot saved to {escape(str(plot))}")
 
 
 @curve_app.command("optimize")
@@ -387,6 +398,7 @@ def optimize_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Choose a schedule for a fixed step budget: WSD cooldown grid and a free monotone one."""
+    check_outputs(files={"--save-schedule": save_schedule}, figures={"--plot": plot})
     result = Fit.load(fit_file)
     choice = choose_schedule(
         final_loss_model(result, model_params=model_params),
@@ -446,4 +458,4 @@ def optimize_command(
     )
     for label, path in (("schedule saved to", save_schedule), ("plot saved to", plot)):
         if path is not None:
-            console.print(f"{label} {path}")
+            console.print(f"{label} {escape(str(path))}")

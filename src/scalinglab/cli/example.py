@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from scalinglab.cli._common import console, print_json, user_errors
+from scalinglab.cli._common import check_outputs, console, print_json, user_errors
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.examples import CHINCHILLA_TRUTH, isoflop_sweep
@@ -26,6 +27,9 @@ def example_command(
     """Write a synthetic isoFLOP sweep drawn from a known Chinchilla law."""
     if noise < 0:
         raise SpecError(f"--noise must be non-negative, got {noise}")
+    if out.suffix not in (".csv", ".parquet"):
+        raise SpecError(f"--out must end in .csv or .parquet, got '{out.name}'")
+    check_outputs(files={"--out": out})
     table = isoflop_sweep(noise=noise, seed=seed)
     if out.suffix == ".parquet":
         table.to_parquet(out, index=False)
@@ -36,4 +40,4 @@ def example_command(
     if as_json:
         print_json({"path": str(out), "rows": len(table), "truth": CHINCHILLA_TRUTH})
     else:
-        console.print(f"wrote {len(table)} runs to {out} (truth: {CHINCHILLA_TRUTH})")
+        console.print(f"wrote {len(table)} runs to {escape(str(out))} (truth: {CHINCHILLA_TRUTH})")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
 from scalinglab.cli.compute import load_table
@@ -55,7 +56,7 @@ def plan_command(
     if plan.ci:
         console.print(f"intervals: {plan.n_samples} bootstrap replicates, level {fmt(level)}")
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 @app.command("isoflop")
@@ -102,7 +103,7 @@ def isoflop_command(
             f"  (exponent {fmt(level)} interval [{fmt(lo)}, {fmt(hi)}])"
         )
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 @app.command("params")

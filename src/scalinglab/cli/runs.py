@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from scalinglab.cli._common import console, print_json, print_table, user_errors
+from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
 from scalinglab.cli.main import app
 from scalinglab.data import RunStore
 
@@ -48,7 +49,8 @@ def show_command(
         print_json(run)
         return
     console.print(
-        f"[bold]{run['run_id']}[/] family {run['family'] or '-'} · {run['status']} · "
+        f"[bold]{escape(run['run_id'])}[/] family {escape(run['family'] or '-')} · "
+        f"{run['status']} · "
         f"{run['n_observations']} observations · created {run['created_at']} · "
         f"updated {run['updated_at']}",
         highlight=False,
@@ -69,8 +71,9 @@ def export_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Export every observation in a store as one Observations table."""
+    check_outputs(files={"OUT": out})
     rows = RunStore(store, create=False).export(out)
     if as_json:
         print_json({"path": str(out), "rows": rows})
     else:
-        console.print(f"wrote {rows} observations to {out}", highlight=False)
+        console.print(f"wrote {rows} observations to {escape(str(out))}", highlight=False)

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from scalinglab.cli._common import console, print_json, user_errors
+from scalinglab.cli._common import check_outputs, console, print_json, user_errors
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.study import STUDY_PRESETS, Study, analyse, load, run_study
@@ -33,9 +34,9 @@ def _print_summary(study: Study, written: dict[str, Path], seconds: float) -> No
     for line in study.summary:
         console.print(f"• {line}", highlight=False, markup=False)
     for part, reason in study.notes.items():
-        console.print(f"[yellow]not made:[/] {part}: {reason}", highlight=False)
+        console.print(f"[yellow]not made:[/] {part}: {escape(reason)}", highlight=False)
     console.print(
-        f"report: {written['html']} (also {written['markdown'].name} and "
+        f"report: {escape(str(written['html']))} (also {escape(written['markdown'].name)} and "
         f"{len(written) - 2} PNG files) — {seconds:.0f} s in all",
         highlight=False,
     )
@@ -54,6 +55,9 @@ def study_command(
     """Train the cpu-tiny sweep (or reuse it), fit every law, and write the report."""
     if bootstrap < 0:  # before an hour of training, not after it
         raise SpecError(f"--bootstrap must be non-negative, got {bootstrap}")
+    if workers is not None and workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {workers}")
+    check_outputs(folders={"--out": out})
     tick = time.perf_counter()
     store = out / "runs.sqlite"
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +106,7 @@ def report_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Analyse any run store or table as far as its data allow, and write the report."""
+    check_outputs(folders={"--out": out})
     tick = time.perf_counter()
     study, written = _analyse_and_write(
         source, out, f"Scaling report: {source.name}", bootstrap, dataset

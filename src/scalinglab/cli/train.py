@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from scalinglab.cli._common import console, print_json, print_table, user_errors
+from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
@@ -87,6 +88,7 @@ def train_command(
     Under torchrun it trains one run on several processes (DDP):
     torchrun --nproc_per_node=N $(which scalinglab) train ...
     """
+    check_outputs(files={"--store": store}, folders={"--out-dir": out_dir})
     _require_torch()
     from scalinglab.training.config import TrainConfig, read_toml
     from scalinglab.training.trainer import train
@@ -181,6 +183,7 @@ def sweep_command(
         raise SpecError("give a sweep spec file or --preset NAME (not both)")
     if workers is not None and workers < 1:
         raise SpecError(f"--workers must be at least 1, got {workers}")
+    check_outputs(files={"--store": store}, folders={"--out-dir": out_dir})
     _require_torch()
     from scalinglab.training.presets import PRESETS
     from scalinglab.training.sweep import load_sweep, run_sweep, summarize
@@ -237,7 +240,7 @@ def sweep_command(
     else:
         console.print(
             f"sweep {result.name}: {len(rows)} runs in {result.seconds:.0f} s; "
-            f"observations in {result.store}",
+            f"observations in {escape(result.store)}",
             highlight=False,
         )
     if result.failed:

@@ -8,8 +8,9 @@ from typing import Annotated, Any, cast
 import numpy as np
 import pandas as pd
 import typer
+from rich.markup import escape
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import check_outputs, console, fmt, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.data import load_observations
@@ -109,6 +110,7 @@ def fit_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit the shifted power law from loss x to loss y."""
+    check_outputs(files={"--out": out}, figures={"--plot": plot})
     table = load_runs(data, column, wide)
     result = fit_transfer(
         table,
@@ -156,10 +158,10 @@ def fit_command(
         highlight=False,
     )
     for w in result.fit.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     for label, path in (("saved to", out), ("plot saved to", plot)):
         if path is not None:
-            console.print(f"{label} {path}", highlight=False)
+            console.print(f"{label} {escape(str(path))}", highlight=False)
 
 
 @transfer_app.command("predict")

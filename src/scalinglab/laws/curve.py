@@ -287,6 +287,15 @@ def run_schedule(run: pd.DataFrame, *, source: str = "<DataFrame>") -> Schedule:
     keep = ~np.isnan(lr)
     if not keep.any():
         raise InputError("the run has no logged learning rate", source=source, column="lr")
+    if not keep.all():  # never interpolated over silently
+        missing = int(np.flatnonzero(~keep)[0])
+        raise InputError(
+            "missing learning rate (the run logs one at other steps); fill it in, or give "
+            "the run's schedule spec (--schedule RUN=SPEC)",
+            source=source,
+            row=_row(run, missing),
+            column="lr",
+        )
     kept = np.flatnonzero(keep)
     check_learning_rates(lr[keep], source, row_of=lambda i: _row(run, int(kept[i])))
     steps, lr = steps[keep], lr[keep]

@@ -2,6 +2,8 @@
 
 The HTML embeds every plot as a base64 PNG and its own CSS, so it opens offline in any
 browser and can be mailed as one file; the Markdown links the same PNGs from ``figures/``.
+Every text is plain text: escaped for HTML, and for Markdown (run ids, families and datasets
+come from the user's data, and a ``<script>`` or a ``|`` in one must stay text).
 """
 
 from __future__ import annotations
@@ -112,16 +114,16 @@ class Report:
         return "\n".join(parts)
 
     def _markdown(self) -> str:
-        lines = [f"# {self.title}", ""]
-        lines.extend(f"- {s}" for s in self.summary)
+        lines = [f"# {md_escape(self.title)}", ""]
+        lines.extend(f"- {md_escape(s)}" for s in self.summary)
         for sec in self.sections:
-            lines += ["", f"## {sec.title}", ""]
+            lines += ["", f"## {md_escape(sec.title)}", ""]
             for p in sec.paragraphs:
-                lines += [p, ""]
+                lines += [md_escape(p), ""]
             for caption, rows in sec.tables:
-                lines += [f"**{caption}**", "", *_md_table(rows), ""]
+                lines += [f"**{md_escape(caption)}**", "", *_md_table(rows), ""]
             for name, _, caption in sec.figures:
-                lines += [f"![{caption}](figures/{_slug(name)}.png)", ""]
+                lines += [f"![{md_escape(caption)}](figures/{_slug(name)}.png)", ""]
         return "\n".join(lines).rstrip() + "\n"
 
 
@@ -129,6 +131,20 @@ def save_figure(path: str | Path, fig: Figure, dpi: int = 120) -> None:
     """Write a figure to ``path`` (format from its suffix) and release it."""
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+#: characters that Markdown (CommonMark, GitHub tables) reads as syntax or raw HTML anywhere
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~&])")
+#: what starts a list item or a quote at the beginning of a line
+_MD_BLOCK_START = re.compile(r"^(\s*\d*)([-+.)])(?=\s|$)")
+
+
+def md_escape(text: str) -> str:
+    """``text`` as literal Markdown text: syntax characters backslash-escaped (``<`` too, so
+    no raw HTML), a list marker at its start escaped, line breaks as spaces (one paragraph,
+    one table cell)."""
+    line = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    return _MD_BLOCK_START.sub(r"\1\\\2", line)
 
 
 def _slug(name: str) -> str:
@@ -161,6 +177,6 @@ def _md_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     if not rows:
         return ["(no rows)"]
     cols = _columns(rows)
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    out = ["| " + " | ".join(md_escape(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(md_escape(fmt(r.get(c, ""))) for c in cols) + " |" for r in rows]
     return out

@@ -6,7 +6,8 @@ where a user's mistake becomes one line on stderr and exit status 2: a
 file the user named (a folder where a file was expected, no permission, a full disk), a
 non-finite number given to an option, or a usage mistake Typer finds (an unknown option,
 ``--bootstrap abc``). Anything else is a bug and keeps its traceback. Warnings are one line
-too: scalinglab's own are printed as ``warning: …``; those of other libraries (numpy's
+too: scalinglab's own are printed as ``warning: …`` once the command has done its work (a
+command that fails prints its one error line only); those of other libraries (numpy's
 floating-point warnings, torch's advice) are not shown unless ``SCALINGLAB_DEBUG=1``, which
 also shows the traceback behind a user error.
 """
@@ -97,9 +98,10 @@ def _check_finite_options(values: Mapping[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def _one_line_warnings() -> Iterator[None]:
-    """scalinglab's warnings as ``warning: …`` lines (each once); other libraries' hidden."""
-    debug, seen = _debug(), set()
+def _one_line_warnings() -> Iterator[list[str]]:
+    """Collect scalinglab's warnings (each once) for :func:`user_errors` to print as
+    ``warning: …`` lines; other libraries' are hidden."""
+    debug, collected = _debug(), []
     original = warnings.showwarning
 
     def show(
@@ -116,13 +118,12 @@ def _one_line_warnings() -> Iterator[None]:
                 original(message, category, filename, lineno, file, line)
             return
         text = str(message)
-        if text not in seen:
-            seen.add(text)
-            _print_warning(text)
+        if text not in collected:
+            collected.append(text)
 
     with warnings.catch_warnings():
         warnings.showwarning = show
-        yield
+        yield collected
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -135,18 +136,25 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _one_line_warnings():
+        with _one_line_warnings() as collected:
+            error = None
             try:
                 _check_finite_options(kwargs)
                 return func(*args, **kwargs)
             except ScalingLabError as err:
                 if _debug():
                     raise
-                _print_error(str(err))
+                error = str(err)
             except OSError as err:
                 if err.filename is None or _debug():
                     raise
-                _print_error(os_error_message(err))
+                error = os_error_message(err)
+            finally:
+                # a failed command says one line; the warnings of one that ran come after it
+                if error is None:
+                    for text in collected:
+                        _print_warning(text)
+        _print_error(error or "failed")
         sys.exit(USAGE_ERROR)
 
     return wrapper

@@ -87,13 +87,17 @@ def _writable_ancestor(p: Path, what: str, shown: str) -> None:
             return
 
 
-def check_output_file(path: str | os.PathLike[str], what: str = "--out") -> Path:
-    """A file that can be written: not a folder, and its folder exists or can be made.
+def check_output_file(
+    path: str | os.PathLike[str], what: str = "--out", *, make_folders: bool = False
+) -> Path:
+    """A file that can be written: not a folder, in a folder that exists (or, with
+    ``make_folders``, that can be made: run stores make theirs).
 
     Raises
     ------
     InputError
-        The path is a folder, a read-only file, or below a file or a read-only folder.
+        The path is a folder, a read-only file, below a file or a read-only folder, or in
+        a folder that does not exist.
     """
     p, shown = Path(path), _shown(path)
     if p.is_dir():
@@ -101,6 +105,10 @@ def check_output_file(path: str | os.PathLike[str], what: str = "--out") -> Path
     if p.exists() and not os.access(p, os.W_OK):
         raise InputError(f"{what}: cannot write '{shown}' (permission denied)")
     _writable_ancestor(p, what, shown)
+    if not make_folders and not p.absolute().parent.is_dir():
+        raise InputError(
+            f"{what}: cannot write '{shown}': folder '{p.parent}' does not exist (make it first)"
+        )
     return p
 
 

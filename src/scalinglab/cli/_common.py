@@ -97,6 +97,15 @@ def _check_finite_options(values: Mapping[str, Any]) -> None:
                 raise SpecError(f"--{key.replace('_', '-')}: {item} is not a finite number")
 
 
+def _warned_by_scalinglab() -> bool:
+    """Whether the code that called ``warnings.warn`` is scalinglab's (not the module its
+    ``stacklevel`` blames: matplotlib, for one, blames its caller)."""
+    frame = sys._getframe(2)  # above show() and _showwarnmsg
+    while frame is not None and frame.f_code.co_filename == warnings.__file__:
+        frame = frame.f_back  # type: ignore[assignment]
+    return frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+
+
 @contextlib.contextmanager
 def _one_line_warnings() -> Iterator[list[str]]:
     """Collect scalinglab's warnings (each once) for :func:`user_errors` to print as
@@ -112,7 +121,7 @@ def _one_line_warnings() -> Iterator[list[str]]:
         file: Any = None,
         line: str | None = None,
     ) -> None:
-        ours = issubclass(category, UserWarning) and filename.startswith(_PACKAGE_DIR)
+        ours = issubclass(category, UserWarning) and _warned_by_scalinglab()
         if not ours:
             if debug:
                 original(message, category, filename, lineno, file, line)
@@ -165,14 +174,20 @@ def check_outputs(
     files: Mapping[str, Path | None] | None = None,
     figures: Mapping[str, Path | None] | None = None,
     folders: Mapping[str, Path | None] | None = None,
+    stores: Mapping[str, Path | None] | None = None,
 ) -> None:
     """Check a command's output paths (option → path; None: not given) before its work.
 
     A folder given as ``--out`` or an unknown image suffix must not cost a whole fit.
+    ``files`` and ``figures`` go in existing folders; ``folders`` and ``stores`` (run stores)
+    make theirs.
     """
     for option, path in (files or {}).items():
         if path is not None:
             check_output_file(path, option)
+    for option, path in (stores or {}).items():
+        if path is not None:
+            check_output_file(path, option, make_folders=True)
     for option, path in (figures or {}).items():
         if path is not None:
             check_figure_file(path, option)

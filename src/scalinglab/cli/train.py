@@ -88,7 +88,7 @@ def train_command(
     Under torchrun it trains one run on several processes (DDP):
     torchrun --nproc_per_node=N $(which scalinglab) train ...
     """
-    check_outputs(files={"--store": store}, folders={"--out-dir": out_dir})
+    check_outputs(stores={"--store": store}, folders={"--out-dir": out_dir})
     _require_torch()
     from scalinglab.training.config import TrainConfig, read_toml
     from scalinglab.training.trainer import train
@@ -183,7 +183,7 @@ def sweep_command(
         raise SpecError("give a sweep spec file or --preset NAME (not both)")
     if workers is not None and workers < 1:
         raise SpecError(f"--workers must be at least 1, got {workers}")
-    check_outputs(files={"--store": store}, folders={"--out-dir": out_dir})
+    check_outputs(stores={"--store": store}, folders={"--out-dir": out_dir})
     _require_torch()
     from scalinglab.training.presets import PRESETS
     from scalinglab.training.sweep import load_sweep, run_sweep, summarize

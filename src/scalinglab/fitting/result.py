@@ -149,7 +149,7 @@ class Fit:
                 warnings=list(data.get("warnings", [])),
                 options=dict(data.get("options", {})),
             )
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise InputError(
                 f"not a scalinglab fit ({type(err).__name__}: {err})", source=source
             ) from None

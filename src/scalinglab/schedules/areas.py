@@ -38,8 +38,8 @@ DEFAULT_DECAY = 0.999
 #: the longest schedule, in optimizer steps, that areas and curves are computed for
 #: (about two seconds per pass over it here; a real run has at most a few million steps)
 MAX_SCHEDULE_STEPS = 100_000_000
-#: learning rates read per chunk (8 MiB per float array)
-CHUNK_STEPS = 1 << 20
+#: learning rates read per chunk (2 MiB per float array; a pass holds about a dozen)
+CHUNK_STEPS = 1 << 18
 
 
 def check_schedule_steps(

@@ -188,6 +188,8 @@ def optimize_monotone(
     """
     if knots < 2:
         raise SpecError(f"knots={knots} must be at least 2")
+    if knots > total - warmup:
+        raise SpecError(f"knots={knots} is more than the {total - warmup} steps after the warmup")
     template = CosineSchedule(peak=peak, total=total, warmup=warmup, final=final)
     param = _Knots(template, warmup, final, knots)
 

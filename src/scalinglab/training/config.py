@@ -24,6 +24,8 @@ from scalinglab.user_input import read_toml as _read_toml
 
 #: devices a run can name (torch reads more, but these are the ones the trainer supports)
 _DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)\Z")
+#: the most torch threads a run may ask for (far more than cores only slows it, then fails)
+MAX_THREADS = 1024
 #: suffixes of a run-store file (a store named .csv would be a SQLite file in disguise)
 _STORE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 
@@ -175,6 +177,8 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every", "threads"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise SpecError(f"threads must be at most {MAX_THREADS}, got {self.threads}")
         _positive_int("eval_tokens", self.eval_tokens)
         if not isinstance(self.eval_log_points, int) or self.eval_log_points < 0:
             raise SpecError(f"eval_log_points must be >= 0, got {self.eval_log_points!r}")

@@ -42,6 +42,7 @@ import signal
 import threading
 import time
 import tomllib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,6 +330,9 @@ def _stop_with_parent(parent_pid: int, stop: Any) -> None:
     """
     global _stop, _parent_pid
     _stop, _parent_pid = stop, parent_pid
+    if os.environ.get("SCALINGLAB_DEBUG", "") in ("", "0"):
+        # the workers share the terminal: no library warning is printed raw there
+        warnings.simplefilter("ignore")
 
     def watch() -> None:
         while not stop.wait(1.0) and os.getppid() == parent_pid:

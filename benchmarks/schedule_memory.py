@@ -36,7 +36,7 @@ how, law_name, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sched = parse_schedule(
     f"wsd:peak=3e-4,warmup={max(total // 100, 1)},total={total},decay=0.2,final=3e-5"
 )
-steps = np.unique(np.linspace(1, total, 100).astype(np.int64))
+steps = np.unique(np.linspace(total / 100, total, 100).astype(np.int64))
 params = {
     "annealing": {"L0": 3.0, "A": 0.5, "alpha": 0.5, "C": 0.5},
     "multipower": {"L0": 3.0, "A": 0.5, "alpha": 0.5, "B": 300.0, "C": 2.0, "beta": 0.6,
@@ -67,11 +67,10 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak_mib, "final": float(loss[
 
 def measure(how: str, law: str, total: int) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, how, law, str(total)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", CHILD, how, law, str(total)], capture_output=True, text=True
     )
+    if out.returncode:
+        raise RuntimeError(f"{how} {law} {total}: {out.stderr}")
     return json.loads(out.stdout)
 
 

@@ -6,13 +6,13 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test fuzz bench lint venv clean
+.PHONY: demo test test-cluster fuzz bench lint venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e '.[train,dev]'
+	$(PY) -m pip install -q -e '.[train,report,cluster,dev,import]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -22,7 +22,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@scripts/ensure_chromium.sh
-	$(PY) -m pytest -n 2 -q
+	@scripts/ensure_postgresql.sh
+	$(PY) -m pytest -n 2 -q -m "not cluster"
+
+# the heavy ones: sweeps on submitit and Ray, 8 writers x 500 checkpoints on both stores
+test-cluster: $(STAMP)
+	@scripts/ensure_postgresql.sh
+	$(PY) -m pytest -n 2 -q -m cluster
 
 # the fuzzer of tests/test_fuzz.py at 10,000 cases (make test runs a few hundred), at random;
 # one JSON line per command in fuzz-log.jsonl, summed up at the end
@@ -44,4 +50,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .venv-bench .venv-bench312 build dist
+	rm -rf $(VENV) .venv-bench .venv-bench312 .venv-bench-tbparse build dist

@@ -20,7 +20,7 @@ from scalinglab.evaluation.backtest import (
 )
 from scalinglab.evaluation.families import convert_perplexity, load_families
 from scalinglab.evaluation.metrics import are
-from scalinglab.evaluation.recommend import recommend
+from scalinglab.evaluation.recommend import _implausible, recommend
 from scalinglab.report.backtest_plot import are_grid, plot_are_heatmap
 
 LAW = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 410.0, "beta": 0.28}
@@ -234,10 +234,42 @@ def test_recommend_picks_a_choice_and_forecasts() -> None:
     truth = LAW["E"] + LAW["A"] / 7e10 ** LAW["alpha"] + LAW["B"] / 1.4e12 ** LAW["beta"]
     assert rec.forecast["loss_nats"].iloc[0] == pytest.approx(truth, rel=0.02)
     assert set(rec.params) == set(LAW)
+    assert rec.ranked_by == "in-family backtest"
+    # the error to expect: realized errors of the chosen method in ColPret at this extrapolation
+    assert rec.expected is not None and rec.expected.method == rec.best_choice
+    assert rec.extrapolation_ratio == pytest.approx(7e10 * 1.4e12 / (1.6e10 * 3.2e11))
+    assert rec.expected.median < rec.expected.q90
+    assert "90% of cases below" in rec.expected.statement()
+    # without reference data, the borrowing choices learn from the shipped ColPret fits
     lone = recommend(obs, choices={n: CHOICES[n] for n in ("default", "pca")}, fractions=(1.0,))
-    assert lone.best_choice == "default" and "left out pca" in lone.notes[0]
+    assert "learn from 7 ColPret families" in lone.notes[0]
+    assert set(lone.ranking.index) == {"default", "pca"}
     with pytest.raises(InputError, match="choose one"):
         recommend(pd.concat([obs, make_family("other")]))
+
+
+def test_recommend_with_two_sizes_ranks_by_colpret_and_skips_implausible_forecasts() -> None:
+    obs = make_family(sizes=SIZES[:2], noise=0.002)
+    rec = recommend(
+        obs,
+        choices={n: CHOICES[n] for n in ("default", "guide", "pca")},
+        forecast_at={"params": [1.6e10], "tokens": [3.2e11]},
+    )
+    # nothing to backtest inside two sizes: the ColPret backtests at this extrapolation rank
+    assert rec.ranked_by == "ColPret backtests" and rec.backtest is None
+    assert any("too few to backtest inside the family" in n for n in rec.notes)
+    ranking = rec.ranking
+    assert ranking["median_are"].isna().all()
+    assert ranking["expected_median"].is_monotonic_increasing
+    assert rec.expected is not None and rec.expected.method == rec.best_choice
+    rows = obs[obs["params"] == SIZES[1]]
+    floor = float(rows["loss"].min())
+    point = pd.DataFrame({"params": [1e11], "tokens": [1e12], "loss_nats": [floor * 1.01]})
+    assert "whose loss fell to" in str(_implausible(obs, point))
+    assert _implausible(obs, point.assign(loss_nats=floor * 0.9)) is None
+    assert "finite positive" in str(_implausible(obs, point.assign(loss_nats=np.inf)))
+    # a smaller or shorter model may end above the largest run's lowest loss
+    assert _implausible(obs, point.assign(params=1e9, loss_nats=floor * 1.01)) is None
 
 
 def test_colpret_gpt2_c4_one_epoch_beats_the_baselines(shared_data: Path) -> None:

@@ -47,8 +47,14 @@ def test_example_fit_predict_round_trip(tmp_path: Path) -> None:
         app, ["predict", str(fit_json), "--params", "7e9", "--tokens", "1.4e12", "--json"]
     )
     assert res.exit_code == 0, res.output
-    pred = json.loads(res.stdout)["predictions"][0]
-    assert pred["ci_low"] < pred["loss_nats"] < pred["ci_high"]
+    forecast = json.loads(res.stdout)
+    pred = forecast["predictions"][0]
+    assert pred["confidence_low"] < pred["loss_nats"] < pred["confidence_high"]
+    # a new run's loss scatters about the law: its interval contains the law's
+    assert pred["prediction_low"] < pred["confidence_low"]
+    assert pred["prediction_high"] > pred["confidence_high"]
+    assert set(forecast["intervals"]) == {"prediction", "confidence"}
+    assert pred["extrapolation_ratio"] > 1
     res = runner.invoke(app, ["laws", "--json"])
     assert {r["law"] for r in json.loads(res.stdout)} >= {"chinchilla", "kaplan", "compute"}
 

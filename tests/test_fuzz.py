@@ -52,6 +52,7 @@ from scalinglab.fitting import fit
 from scalinglab.laws import get_law
 from scalinglab.laws.curve import predict_curve
 from scalinglab.schedules import parse_schedule
+from tests import synthetic_downstream
 
 #: cases per `make test` run, over all commands
 DEFAULT_EXAMPLES = 240
@@ -97,6 +98,10 @@ a = { d_model = 16, layers = 1, heads = 2 }
 [schedules]
 cosine = "cosine:peak=1e-2,warmup=0.1,final=1e-3"
 """
+
+TRAIN_LOG = "".join(
+    f"iter {s}: loss {9 / (1 + s) ** 0.2:.4f}, time 12.0ms\n" for s in range(10, 400, 10)
+)
 
 TRAIN_TOML = """\
 d_model = 16
@@ -188,8 +193,18 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = RunStore(folder / "store.sqlite")
     store.add_run("r1", {"d_model": 16}, family="example", status="finished")
     store.add_observations(runs.assign(run_id=runs["run_id"].str.replace("+", "")))
+    store.close()  # its rows are in the file itself, not only in its write-ahead log
     (folder / "sweep.toml").write_text(SWEEP_TOML)
     (folder / "train.toml").write_text(TRAIN_TOML)
+    (folder / "train.log").write_text(TRAIN_LOG)
+    synthetic_downstream.long().to_csv(folder / "dlong.csv", index=False)
+    synthetic_downstream.runs().to_csv(folder / "druns.csv", index=False)
+    result = runner.invoke(
+        app,
+        ["downstream", "fit", str(folder / "dlong.csv"), "--runs", str(folder / "druns.csv"),
+         "--loss", "loss", "--bootstrap", "0", "--no-assess", "--out", str(folder / "ds.json")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
     return folder
 
 
@@ -259,8 +274,23 @@ COMMANDS = [
          opt("--kv-heads", "4", "int:size"), opt("--ffn-mult", "4", "float"),
          opt("--mlp", "gelu", "str:any"), opt("--positions", "rotary", "str:any")),
     _cmd("laws", lit("laws"), lit("--json"), weight=0.3),
-    _cmd("example", lit("example"), opt("--out", "ex.csv", "out:file"),
-         opt("--noise", "0.01", "float"), opt("--seed", "1", "int:seed"), weight=0.7),
+    _cmd("example", lit("example"), opt("--kind", "compute", "str:kind"),
+         opt("--out", "ex.csv", "out:file"), opt("--noise", "0.01", "float"),
+         opt("--seed", "1", "int:seed"), weight=0.7),
+    _cmd("downstream fit", lit("downstream", "fit"), [Arg("dlong.csv", "file:csv")],
+         opt("--runs", "druns.csv", "file:csv"), opt("--loss", "loss", "str:any"),
+         opt("--bootstrap", "0", "int:count"), lit("--no-assess"),
+         opt("--holdout-fraction", "0.25", "float"), opt("--out", "d.json", "out:file"),
+         weight=0.6),
+    _cmd("downstream predict", lit("downstream", "predict"), [Arg("ds.json", "file:json")],
+         opt("--params", "3e9", "float"), opt("--tokens", "1.2e11", "float"),
+         opt("--level", "0.9", "float"), lit("--json"), weight=0.6),
+    _cmd("import", lit("import"), [Arg("train.log", "file:text")],
+         opt("--pattern", "iter {step}: loss {loss}", "str:pattern"),
+         opt("--params", "1.06e7", "str:perrun"), opt("--tokens-per-step", "12x1024", "str:perrun"),
+         opt("--out", "imported.csv", "out:file"), opt("--store", "imp.sqlite", "out:file")),
+    _cmd("runs copy", lit("runs", "copy"), [Arg("store.sqlite", "file:sqlite")],
+         [Arg("copy.sqlite", "out:file")], weight=0.5),
     _cmd("curve fit", lit("curve", "fit"), [Arg("constant.csv", "file:csv")],
          [Arg("cosine.csv", "file:csv")], opt("--law", "annealing", "str:curvelaw"),
          opt("--warmup", "s1", "str:any"), opt("--decay", "0.999", "float"),
@@ -336,6 +366,12 @@ POOLS: dict[str, list[str]] = {
     "int:total": ["0", "-1", "1", "2", "50", "1.5", "abc", "", "1000000000", "10000000000000"],
     "float": WEIRD_NUMBERS,
     "str:any": WEIRD_TEXT,
+    "str:kind": ["compute", "curves", "transfer", "backtest", "x", ""],
+    "str:pattern": ["iter {step}: loss {loss}", "{step}", "iter {x}: loss {loss}", "", "{",
+                    "iter {step}: loss {loss} {loss}", "((", "[a-", "iter {step}", ".*",
+                    "iter {step}: loss {val_loss}"],
+    "str:perrun": ["1e7", "0", "-1", "nan", "x", "train=1e7", "*=3", "12x", "x1024", "12x1024",
+                   "1e400", "=", "99999999999999999999999x99999999999999999999"],
     "str:law": ["chinchilla", "kaplan_lse", "compute", "params_only", "tokens_only",
                 "annealing", "multipower", "shifted_power", "nope", ""],
     "str:curvelaw": ["annealing", "multipower", "annealing_size", "chinchilla", "x", ""],
@@ -487,12 +523,23 @@ def _mutate_toml(draw: Any, path: Path, log: list[str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _mutate_text(draw: Any, path: Path, log: list[str]) -> None:
+    lines = path.read_text().splitlines()
+    i = draw(st.integers(0, len(lines) - 1))
+    lines[i] = draw(st.sampled_from([
+        "iter 20: loss nan", "iter -5: loss 3.0", "iter 1e40: loss 3", "iter 30: loss -1",
+        "iter 30: loss 1e400", "iter 10: loss 2.0", "", "iter x: loss y",
+        "iter 99999999999999999999999: loss 3"]) | st.text(max_size=30))  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    log.append(f"{path.name}: line {i + 1} = {lines[i]!r}")
+
+
 def _mutate_store(draw: Any, path: Path, log: list[str]) -> None:
     how = draw(st.sampled_from(["config", "loss_text", "version", "drop_table", "status"]))
     statements = {
         "config": "UPDATE runs SET config = '{not json'",
         "loss_text": "UPDATE observations SET loss = 'abc' WHERE rowid = 1",
-        "version": "PRAGMA user_version = 99",
+        "version": "INSERT INTO scalinglab_schema (version) VALUES (99)",
         "drop_table": "DROP TABLE observations",
         "status": "UPDATE runs SET status = 'weird'",
     }
@@ -531,7 +578,7 @@ def _mutate_file(draw: Any, case: Case, index: int, kind: str) -> None:
     else:
         shutil.copy(case.base / name, target)
         mutate = {"file:csv": _mutate_csv, "file:json": _mutate_json, "file:toml": _mutate_toml,
-                  "file:sqlite": _mutate_store}[kind]  # fmt: skip
+                  "file:sqlite": _mutate_store, "file:text": _mutate_text}[kind]  # fmt: skip
         mutate(draw, target, case.log)
     case.args[index] = Arg(target.name, kind, name)
 

@@ -28,6 +28,7 @@ from scalinglab.evaluation.transfer import (
     train_to_train,
     translate_law,
 )
+from scalinglab.evaluation.transfer_bootstrap import ConfigResamples, compute_replicates
 from scalinglab.laws import get_law
 from scalinglab.laws.transfer import ShiftedPowerLaw
 from scalinglab.report.transfer_plot import plot_transfer
@@ -191,14 +192,58 @@ def test_fit_pairs_recovers_a_known_law_and_rejects_loss_below_e() -> None:
         fit_pairs(pairs, e_x=2.3, e_y=e_y)
 
 
-def test_joint_fit_keeps_irreducible_losses_below_the_data(synthetic: pd.DataFrame) -> None:
-    result = fit_transfer(synthetic, "a", "b", irreducible="joint")
-    assert result.compute_fits == {}
-    assert 0 <= result.params["E_x"] < result.pairs["loss_x"].min()
-    assert 0 <= result.params["E_y"] <= result.pairs["loss_y"].min()
+def test_joint_fit_keeps_irreducible_losses_below_the_compute_floors(
+    synthetic: pd.DataFrame,
+) -> None:
+    result = fit_transfer(synthetic, "a", "b")  # the default: joint
+    assert result.irreducible == "joint"
+    floors = {tag: fit.params["E"] for tag, fit in result.compute_fits.items()}
+    assert set(floors) == {"x", "y"}
+    # every loss the law may be asked to translate lies above x's compute floor
+    assert 0 <= result.params["E_x"] <= floors["x"] < result.pairs["loss_x"].min()
+    assert 0 <= result.params["E_y"] <= floors["y"]
     assert result.in_sample_are() < 0.01
-    with pytest.raises(InputError, match="irreducible must be one of kaplan_lse"):
+    held = fit_transfer(synthetic, "a", "b", irreducible="kaplan_lse")
+    assert (held.params["E_x"], held.params["E_y"]) == (floors["x"], floors["y"])
+    with pytest.raises(InputError, match="irreducible must be one of joint, kaplan_lse"):
         fit_transfer(synthetic, "a", "b", irreducible="magic")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="compute_law must be one of kaplan_lse, chinchilla"):
+        fit_transfer(synthetic, "a", "b", compute_law="kaplan")  # type: ignore[arg-type]
+
+
+def test_bootstrap_refits_the_floors_in_every_replicate(synthetic: pd.DataFrame) -> None:
+    held = fit_transfer(synthetic, "a", "b", irreducible="chinchilla", bootstrap=20, seed=1)
+    samples = held.fit.param_samples()
+    # E_x, E_y come from compute fits refitted on each resample: they vary, around the fit
+    for name in ("E_x", "E_y"):
+        assert np.ptp(samples[name]) > 0
+        assert samples[name].min() <= held.params[name] <= samples[name].max()
+    assert held.fit.options["bootstrap"] == 20
+    joint = fit_transfer(synthetic, "a", "b", bootstrap=20, seed=1)
+    floors = joint.compute_fits["x"].params["E"]
+    assert (joint.fit.param_samples()["E_x"] <= floors * 1.5).all()
+    loss_x = joint.pairs["loss_x"].to_numpy()[:3]
+    lo_c, hi_c = joint.predict_interval(loss_x, kind="confidence")
+    lo_p, hi_p = joint.predict_interval(loss_x, kind="prediction")
+    point = joint.predict(loss_x)
+    # a new run also scatters about the law (here barely: the synthetic pairs are exact)
+    assert (hi_p - lo_p >= hi_c - lo_c - 1e-9).all()
+    assert (lo_p <= point + 1e-9).all() and (point - 1e-9 <= hi_p).all()
+    with pytest.raises(InputError, match="kind must be"):
+        joint.predict_interval(loss_x, kind="both")  # type: ignore[arg-type]
+
+
+def test_compute_replicates_explore_to_the_point_fit() -> None:
+    # a replicate that keeps every configuration once is the data itself: refitted from the
+    # whole start set (not from the point estimate), it must land on the engine's optimum
+    rows = synthetic_observations()
+    rows = rows[(rows["family"] == "a") & (rows["dataset"] == "train")]
+    rows = rows.groupby("run_id").tail(1)
+    point = l2l.compute_fit(rows, LossRef("a"), law="chinchilla")
+    draws = ConfigResamples.draw(rows, 3, seed=0)
+    ones = ConfigResamples(draws.keys, np.ones_like(draws.counts), 0)
+    replicates = compute_replicates(point, rows, ones)
+    np.testing.assert_allclose(replicates[0], point.theta, rtol=1e-3)
 
 
 # -- the Brandfonbrener et al. sweep --------------------------------------------------------
@@ -221,7 +266,10 @@ def sweep(shared_data: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def edu_to_starcoder(sweep: pd.DataFrame) -> TransferFit:
-    return fit_transfer(sweep, "fineweb-edu-100b", "starcoder", bootstrap=10)
+    # the paper's method: floors held at the compute fits'
+    return fit_transfer(
+        sweep, "fineweb-edu-100b", "starcoder", irreducible="kaplan_lse", bootstrap=10
+    )
 
 
 def test_published_train_to_train_parameters(
@@ -230,7 +278,9 @@ def test_published_train_to_train_parameters(
     # Brandfonbrener et al. 2024: fineweb-edu-100b → fineweb-100b κ ≈ 1.00, K ≈ 1.01;
     # → starcoder κ ≈ 1.10, K ≈ 0.63, with E_x ≈ 1.97.
     cache = {LossRef("fineweb-edu-100b"): edu_to_starcoder.compute_fits["x"]}
-    to_fineweb = fit_transfer(sweep, "fineweb-edu-100b", "fineweb-100b", compute_fits=cache)
+    to_fineweb = fit_transfer(
+        sweep, "fineweb-edu-100b", "fineweb-100b", irreducible="kaplan_lse", compute_fits=cache
+    )
     assert to_fineweb.params["kappa"] == pytest.approx(1.00, abs=0.01)
     assert to_fineweb.params["K"] == pytest.approx(1.01, abs=0.01)
     p = edu_to_starcoder.params
@@ -243,6 +293,23 @@ def test_published_train_to_train_parameters(
     assert edu_to_starcoder.in_sample_are() < 0.01
     lo, hi = edu_to_starcoder.fit.ci()["kappa"]
     assert lo < p["kappa"] < hi
+    # the held floors are refitted in every replicate, so forecasts carry their uncertainty
+    lo_c, hi_c = edu_to_starcoder.predict_interval([2.5], kind="confidence")
+    lo_p, hi_p = edu_to_starcoder.predict_interval([2.5], kind="prediction")
+    assert lo_p[0] < lo_c[0] < edu_to_starcoder.predict([2.5])[0] < hi_c[0] < hi_p[0]
+
+
+def test_default_joint_fit_explains_its_free_floors_in_one_note(
+    sweep: pd.DataFrame, edu_to_starcoder: TransferFit
+) -> None:
+    cache = {LossRef("fineweb-edu-100b"): edu_to_starcoder.compute_fits["x"]}
+    joint = fit_transfer(sweep, "fineweb-edu-100b", "starcoder", compute_fits=cache)
+    floor_x = edu_to_starcoder.params["E_x"]  # the compute fit's floor
+    assert 0 <= joint.params["E_x"] <= floor_x
+    codes = [d.code for d in joint.fit.diagnostics]
+    assert not {"floor_collapsed", "at_bound", "ill_conditioned", "near_ties"} & set(codes)
+    (note,) = [d for d in joint.fit.diagnostics if "do not pin the floors" in d.message]
+    assert "--irreducible kaplan_lse" in note.advice
 
 
 def test_predict_save_load_and_domain(edu_to_starcoder: TransferFit, tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ def test_loss_pairs_enumerate_each_setting(sweep: pd.DataFrame) -> None:
 
 def test_matrix_of_kappa(sweep: pd.DataFrame) -> None:
     families = ["fineweb-100b", "fineweb-edu-100b", "starcoder"]
-    table = transfer_matrix(sweep, families=families)
+    table = transfer_matrix(sweep, families=families, irreducible="kaplan_lse")  # the paper
     assert len(table) == 6
     kappa = table.set_index(["x", "y"])["kappa"]
     assert kappa[("fineweb-edu-100b:train", "starcoder:train")] == pytest.approx(1.10, abs=0.01)
@@ -81,26 +81,27 @@ def test_matrix_of_kappa(sweep: pd.DataFrame) -> None:
     assert set(table.columns) >= {"K", "kappa", "E_x", "E_y", "n_pairs", "are"}
 
 
-def test_backtest_transfer_beats_compute_law_extrapolation(sweep: pd.DataFrame) -> None:
+def test_backtest_transfer_beats_the_notebooks_and_compute_law_extrapolation(
+    sweep: pd.DataFrame,
+) -> None:
     # fit on budgets <= 1e19 FLOPs, predict the models at 2.2e19 and 4.84e19
-    results = pd.concat(
-        [
-            backtest_transfer(sweep, "train_to_train", max_train_flops=1e19),
-            backtest_transfer(sweep, "train_to_test", max_train_flops=1e19),
-        ],
-        ignore_index=True,
-    )
-    assert len(results) == 30 + 2 * len(FAMILIES)
-    assert (results["n_test"] >= 17).all()
-    summary = summarize_backtest(results).set_index("setting")
-    t2t = summary.loc["train_to_train"]
-    assert t2t["n_pairs"] == 30
-    # transfer ≈ 0.6% against ≈ 2.2% for each corpus' own compute law
-    assert t2t["are_transfer"] < 0.01 < 0.02 < t2t["are_compute"]
-    assert t2t["wins"] >= 28
-    to_test = summary.loc["train_to_test"]
-    assert to_test["are_transfer"] < to_test["are_compute"]
-    assert results["are_transfer"].mean() < results["are_compute"].mean()
+    t2t = backtest_transfer(sweep, "train_to_train", max_train_flops=1e19)
+    assert len(t2t) == 30 and (t2t["n_test"] >= 17).all()
+    # the joint fit never returns an E_x above a loss it must translate (predicting raises)
+    assert t2t["are_transfer"].notna().all() and t2t["are_notebook"].notna().all()
+    summary = summarize_backtest(t2t).set_index("setting").loc["train_to_train"]
+    assert summary["n_pairs"] == 30 and summary["wins"] == 30
+    # the default (floors fitted below the compute fits') 0.39% mean, 0.87% worst pair;
+    # the notebooks' method (floors held, log-log least squares) 0.56%, 1.71%;
+    # each corpus' own compute law 2.2%
+    assert summary["are_transfer"] < 0.0045 < 0.005 < summary["are_notebook"]
+    assert summary["max_are_transfer"] < 0.01 < 0.015 < summary["max_are_notebook"]
+    assert summary["are_compute"] > 0.02
+    # train-to-test onto the sweep's two suite aggregates: about as good as the compute laws
+    # (2.2% and 2.4%); the notebooks' method does a little better here (1.9%)
+    to_test = backtest_transfer(sweep, "train_to_test", max_train_flops=1e19)
+    assert len(to_test) == 2 * len(FAMILIES)
+    assert to_test["are_transfer"].mean() < to_test["are_compute"].mean()
 
 
 def test_backtest_needs_larger_runs(sweep: pd.DataFrame) -> None:

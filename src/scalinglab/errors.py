@@ -65,6 +65,10 @@ class SpecError(ScalingLabError, ValueError):
     """A malformed specification string or configuration (schedule spec, sweep file, option)."""
 
 
+class MissingDependencyError(ScalingLabError, ImportError):
+    """An optional library that a request needs is not installed (the message names the extra)."""
+
+
 class FitError(ScalingLabError):
     """A fit that cannot be made (too few points, no finite objective at any start)."""
 

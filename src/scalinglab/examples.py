@@ -138,3 +138,118 @@ def schedule_runs(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+#: per-family variation of :data:`CHINCHILLA_TRUTH` in :func:`checkpoint_families`
+_FAMILY_SHIFTS = (
+    {"E": 0.0, "alpha": 0.0, "beta": 0.0},
+    {"E": 0.15, "alpha": 0.02, "beta": -0.02},
+    {"E": -0.1, "alpha": -0.02, "beta": 0.01},
+    {"E": 0.3, "alpha": 0.01, "beta": 0.03},
+    {"E": 0.05, "alpha": -0.01, "beta": -0.03},
+    {"E": -0.2, "alpha": 0.03, "beta": 0.02},
+)
+
+
+def family_truth(index: int) -> dict[str, float]:
+    """The Chinchilla law of family ``index`` of :func:`checkpoint_families`."""
+    shift = _FAMILY_SHIFTS[index % len(_FAMILY_SHIFTS)]
+    return {k: round(v + shift.get(k, 0.0), 6) for k, v in CHINCHILLA_TRUTH.items()}
+
+
+def checkpoint_families(
+    families: int = 6,
+    sizes: tuple[float, ...] = (1e8, 2.5e8, 6e8, 1.5e9, 4e9),
+    tokens_per_param: float = 100.0,
+    checkpoints: int = 24,
+    noise: float = 0.005,
+    seed: int = 0,
+    prefix: str = "family",
+) -> pd.DataFrame:
+    """Families of runs with intermediate checkpoints, each family from its own known law.
+
+    Family ``i`` follows :func:`family_truth` ``(i)``; each of its runs trains a model of
+    ``params`` for ``tokens_per_param × params`` tokens and is measured at ``checkpoints``
+    log-spaced points from 2% of its tokens to the end, loss ``L(N, D_seen)`` with
+    lognormal noise. The data of ``scalinglab backtest`` (forecast each family's largest
+    model from its smaller ones).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Observations: ``run_id, family, params, tokens, loss`` (nats/token).
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in range(families):
+        truth = family_truth(f)
+        name = f"{prefix}-{f + 1}" if families > 1 else prefix
+        for n in sizes:
+            total = tokens_per_param * n
+            for d in np.geomspace(0.02 * total, total, checkpoints):
+                clean = (
+                    truth["E"] + truth["A"] / n ** truth["alpha"] + truth["B"] / d ** truth["beta"]
+                )
+                rows.append(
+                    {
+                        "run_id": f"{name}-N{n:.2g}",
+                        "family": name,
+                        "params": float(n),
+                        "tokens": float(np.round(d)),
+                        "loss": float(clean * np.exp(rng.normal(0.0, noise))),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+#: the loss-to-loss relations of :func:`transfer_sweep`: validation set → (K, κ, E_y) of its
+#: loss as a function of the loss on a run's own training corpus, with E_x the corpus's E
+TRANSFER_SWEEP_TRUTH = {
+    "web-val": {"K": 1.05, "kappa": 1.1, "E_y": 2.0},
+    "code-val": {"K": 1.4, "kappa": 1.3, "E_y": 1.1},
+}
+
+
+def transfer_sweep(
+    budgets_flops: tuple[float, ...] = (1e18, 2e18, 5e18, 1e19, 2e19, 5e19, 1e20, 2e20),
+    sizes_per_budget: int = 5,
+    noise: float = 0.005,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """An isoFLOP sweep on two training corpora, each run measured on three datasets.
+
+    Corpus ``web`` follows :data:`CHINCHILLA_TRUTH`, corpus ``code`` the same law with E
+    lowered by 0.6 (an easier corpus). Every run is measured on its own corpus (dataset
+    ``train``) and on two validation sets whose losses follow
+    :data:`TRANSFER_SWEEP_TRUTH` of the own-corpus loss: the data of ``scalinglab
+    transfer`` (loss-to-loss fits, matrices, translated laws).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Observations: ``run_id, family, params, tokens, flops, dataset, loss``; ``family`` is
+        the training corpus.
+    """
+    rng = np.random.default_rng(seed)
+    base = isoflop_sweep(budgets_flops, sizes_per_budget, noise=0.0)
+    rows = []
+    for corpus, e_shift in (("web", 0.0), ("code", -0.6)):
+        for rec in base.to_dict(orient="records"):
+            own = float(rec["loss"]) + e_shift
+            e_x = CHINCHILLA_TRUTH["E"] + e_shift
+            losses = {"train": own}
+            for dataset, t in TRANSFER_SWEEP_TRUTH.items():
+                losses[dataset] = t["K"] * (own - e_x) ** t["kappa"] + t["E_y"]
+            for dataset, loss in losses.items():
+                rows.append(
+                    {
+                        "run_id": f"{corpus}-{rec['run_id']}",
+                        "family": corpus,
+                        "params": rec["params"],
+                        "tokens": rec["tokens"],
+                        "flops": rec["flops"],
+                        "dataset": dataset,
+                        "loss": float(loss * np.exp(rng.normal(0.0, noise))),
+                    }
+                )
+    return pd.DataFrame(rows)

@@ -11,7 +11,7 @@ The report package draws the result (:func:`scalinglab.report.study_report.build
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scalinglab.data import RunStore, file_format, load_observations
+from scalinglab.data import RunStore, load_observations
+from scalinglab.data.loaders import store_url
 from scalinglab.data.runs import final_rows
+from scalinglab.data.schema import LossUnit
+from scalinglab.data.store import is_store
 from scalinglab.errors import FitError, InputError, ScalingLabError, SpecError
 from scalinglab.evaluation.backtest import FitChoice, backtest_family
 from scalinglab.evaluation.transfer import (
@@ -31,7 +34,7 @@ from scalinglab.evaluation.transfer import (
     fit_transfer,
     translate_law,
 )
-from scalinglab.fitting import Fit, fit, select_dataset
+from scalinglab.fitting import Diagnostic, Fit, fit, select_dataset
 from scalinglab.laws.curve import curve_errors, final_loss_model
 from scalinglab.planning import IsoFlopResult, Plan, compute_optimal, isoflop_analysis
 from scalinglab.schedules import ScheduleChoice, choose_schedule, parse_schedule, resolve_schedule
@@ -72,6 +75,20 @@ class Study:
     extras: dict[str, Any] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
+
+    def flags(self) -> dict[str, list[Diagnostic]]:
+        """Each fitted law's diagnostics, by the part of the study it belongs to.
+
+        Only fits with at least one flag are listed; a clean study gives ``{}``.
+        """
+        fits: dict[str, Fit | None] = {"compute law": self.compute_fit}
+        curve = self.extras.get("curve")
+        if isinstance(curve, CurveStudy):
+            fits |= {f"curve law ({name})": f for name, f in curve.fits.items()}
+        transfer = self.extras.get("transfer")
+        if isinstance(transfer, TransferStudy):
+            fits["loss-to-loss"] = transfer.fit.fit
+        return {part: f.diagnostics for part, f in fits.items() if f is not None and f.diagnostics}
 
 
 def primary_dataset(observations: pd.DataFrame, preferred: str | None = None) -> str | None:
@@ -191,9 +208,8 @@ def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
         + ", ".join(f"{k}={v:.4g}" for k, v in p.items())
         + ("" if result.converged else " — the fit did NOT converge")
     )
-    for warning in result.warnings:
-        study.notes.setdefault("compute law caveats", "")
-        study.notes["compute law caveats"] += warning + ". "
+    if result.diagnostics:
+        study.summary[-1] += f" ({len(result.diagnostics)} flag(s): see the report)"
     if study.plan is not None:
         for rec in study.plan.to_records():
             ci = ""
@@ -396,11 +412,15 @@ def run_study(
     *,
     presets: Sequence[str] = STUDY_PRESETS,
     workers: int | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
     on_run: Callable[[Any, int, int], None] | None = None,
 ) -> list[Any]:
     """Train (or reuse from ``store``) the study's sweeps. Needs torch.
 
     Runs the store marks finished are skipped, so a second call trains nothing.
+    ``executor`` (``local``, ``slurm``, ``ray``) and ``ray_address`` choose where the runs
+    train, as for :func:`~scalinglab.training.sweep.run_sweep`.
 
     Returns
     -------
@@ -422,30 +442,45 @@ def run_study(
             if on_run is not None:
                 on_run(outcome, done, total)
 
+    def one(spec: Any) -> Any:
+        return run_sweep(
+            spec,
+            store=store,
+            out_dir=checkpoints,
+            workers=workers,
+            executor=executor,
+            ray_address=ray_address,
+            on_run=count,
+        )
+
+    if (executor or "local") != "local" or ray_address is not None:
+        # a cluster runs each sweep's runs side by side already
+        return [one(spec) for spec in specs]
     # the sweeps run side by side, so that a short one fills a core the long one leaves idle
     with ThreadPoolExecutor(max_workers=len(specs)) as pool:
-        futures = [
-            pool.submit(
-                run_sweep, spec, store=store, out_dir=checkpoints, workers=workers, on_run=count
-            )
-            for spec in specs
-        ]
-        return [f.result() for f in futures]
+        return [f.result() for f in [pool.submit(one, spec) for spec in specs]]
 
 
-def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """Observations from any source the data package reads.
+def load(
+    source: str | Path | pd.DataFrame,
+    *,
+    columns: Mapping[str, str] | None = None,
+    loss_unit: LossUnit = "nats",
+) -> pd.DataFrame:
+    """Observations from any source the data package reads (``columns``, ``loss_unit`` as
+    :func:`~scalinglab.data.load_observations` takes them).
 
     From a run store, each run's learning-rate schedule (its config's spec, resolved to the
     run's length) is attached as a ``schedule`` column: curve laws need the schedule at every
-    step, not only the learning rate logged at evaluations.
+    step, not only the learning rate logged at evaluations. Its optimizer is attached as an
+    ``optimizer`` column (the report's runs table shows it).
     """
-    table = load_observations(source)
-    if isinstance(source, pd.DataFrame) or file_format(Path(source)) != "sqlite":
+    table = load_observations(source, columns=columns, loss_unit=loss_unit)
+    if isinstance(source, pd.DataFrame) or not is_store(source):
         return table
-    runs = RunStore(source, create=False).runs()
+    runs = RunStore(store_url(source) or source, create=False).runs()
     last_step = table.groupby("run_id")["step"].max()
-    specs = {}
+    specs, optimizers = {}, {}
     trained_on = set()
     for rec in runs.to_dict(orient="records"):
         config = rec.get("config") or {}
@@ -456,7 +491,11 @@ def load(source: str | Path | pd.DataFrame) -> pd.DataFrame:
             specs[run_id] = resolve_schedule(str(config["schedule"]), int(last_step[run_id]))
         if config.get("train_data"):
             trained_on.add(str(config["train_data"]))
+        if config.get("optimizer"):
+            optimizers[run_id] = str(config["optimizer"])
     if specs:
         table["schedule"] = table["run_id"].astype(str).map(specs)
+    if optimizers:
+        table["optimizer"] = table["run_id"].astype(str).map(optimizers)
     table.attrs["train_datasets"] = sorted(trained_on)
     return table

@@ -68,7 +68,7 @@ def check_input_file(path: str | os.PathLike[str], what: str = "input") -> Path:
     """
     p = Path(path)
     if p.is_dir():
-        raise InputError(f"{what}: '{_shown(path)}' is a folder; give a file")
+        raise InputError(f"{what}: '{_shown(path)}' is a directory; give a file")
     if not p.exists():
         raise InputError(f"{what}: no such file: {_shown(path)}")
     if not os.access(p, os.R_OK):
@@ -101,7 +101,7 @@ def check_output_file(
     """
     p, shown = Path(path), _shown(path)
     if p.is_dir():
-        raise InputError(f"{what}: '{shown}' is a folder; give a file name")
+        raise InputError(f"{what}: '{shown}' is a directory; give a file name")
     if p.exists() and not os.access(p, os.W_OK):
         raise InputError(f"{what}: cannot write '{shown}' (permission denied)")
     _writable_ancestor(p, what, shown)
@@ -122,7 +122,7 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "--out") -> Path:
     """
     p, shown = Path(path), _shown(path)
     if p.exists() and not p.is_dir():
-        raise InputError(f"{what}: '{shown}' is a file; give a folder")
+        raise InputError(f"{what}: '{shown}' is a file; give a directory")
     if p.is_dir():
         if not os.access(p, os.W_OK | os.X_OK):
             raise InputError(f"{what}: cannot write in '{shown}' (permission denied)")
@@ -216,7 +216,7 @@ def nesting_depth(value: Any) -> int:
 def _check_depth(value: Any, what: str, path: str | os.PathLike[str]) -> None:
     if nesting_depth(value) > MAX_NESTING:
         raise InputError(
-            f"{what}: '{_shown(path)}' nests lists or tables more than {MAX_NESTING} deep"
+            f"{what}: '{_shown(path)}' is nested too deeply (more than {MAX_NESTING} levels)"
         )
 
 
@@ -238,12 +238,12 @@ def read_json(
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(
-            f"{what}: invalid JSON in '{_shown(path)}' (line {err.lineno}, column "
+            f"{what}: '{_shown(path)}' is not valid JSON (line {err.lineno}, column "
             f"{err.colno}: {err.msg})"
         ) from None
     except RecursionError:
         raise InputError(
-            f"{what}: '{_shown(path)}' nests lists or objects more than {MAX_NESTING} deep"
+            f"{what}: '{_shown(path)}' is nested too deeply (more than {MAX_NESTING} levels)"
         ) from None
     _check_depth(value, what, path)
     return value
@@ -266,7 +266,7 @@ def read_toml(
         raise SpecError(f"{what}: invalid TOML in '{_shown(path)}' ({err})") from None
     except RecursionError:
         raise SpecError(
-            f"{what}: '{_shown(path)}' nests arrays or tables more than {MAX_NESTING} deep"
+            f"{what}: '{_shown(path)}' is nested too deeply (more than {MAX_NESTING} levels)"
         ) from None
     _check_depth(value, what, path)
     return value

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.markup import escape
 
-from scalinglab.cli._common import check_outputs, console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    markup,
+    note,
+    print_json,
+    print_table,
+    progress_bar,
+    user_errors,
+)
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.data.schema import LOSS_UNITS, LossUnit
@@ -27,6 +34,7 @@ from scalinglab.evaluation.backtest import (
     backtest_family,
     collection_for,
 )
+from scalinglab.evaluation.expected_error import expected_for_report
 from scalinglab.evaluation.families import Perplexity, load_families
 from scalinglab.evaluation.recommend import recommend
 
@@ -129,6 +137,11 @@ def _records(frame: pd.DataFrame, index: str | None = None) -> list[dict[str, An
     return [{str(k): v for k, v in r.items()} for r in flat.to_dict("records")]
 
 
+def _expected(report: BacktestReport) -> list[dict[str, Any]]:
+    table = expected_for_report(report)
+    return [] if table.empty else _records(table, "choice")
+
+
 def _print_report(report: BacktestReport, title: str) -> None:
     table = report.table()
     rows = []
@@ -143,7 +156,7 @@ def _print_report(report: BacktestReport, title: str) -> None:
                 "ARE": rec["are"],
                 **{b: rec[f"are_{b}"] for b in BASELINES},
                 "beats": "yes" if rec["beats_baselines"] else "",
-                "note": rec["error"][:60] if isinstance(rec["error"], str) else "",
+                "note": rec["error"] if isinstance(rec["error"], str) else "",
             }
         )
     if len(rows) <= 80:
@@ -153,8 +166,15 @@ def _print_report(report: BacktestReport, title: str) -> None:
             _records(comp, "family"), title=f"median ARE: {factor} (against the no-fit baselines)"
         )
     print_table(_records(report.best(), "choice"), title="fitting choices, best first")
+    expected = expected_for_report(report)
+    if not expected.empty:
+        print_table(
+            _records(expected, "choice"),
+            title="what to expect of each choice at this extrapolation (ColPret backtests: "
+            "median, 90% of cases below)",
+        )
     for family, reason in sorted(report.skipped.items()):
-        console.print(f"[yellow]skipped[/] {escape(family)}: {escape(reason)}", highlight=False)
+        note("skipped", f"{family}: {reason}")
 
 
 def _finish(report: BacktestReport, heatmap: Path | None, out: Path | None) -> dict[str, Any]:
@@ -206,30 +226,36 @@ def data_command(
             else:
                 others = _load(data, column, perplexity, loss_unit, dataset, min_sizes=2)
                 others = others[others["family"].astype(str) != name]
-            collection = collection_for(others) if not others.empty else None
+            if not others.empty:
+                with progress_bar("fitting the other families") as progress:
+                    collection = collection_for(others, progress=progress)
         except InputError as err:
             notes.append(f"no collection to borrow parameters from: {err}")
-    results = backtest_family(
-        obs,
-        name,
-        target=target,
-        ks=k,
-        fractions=fraction or DEFAULT_FRACTIONS,
-        target_fractions=target_fraction or DEFAULT_TARGET_FRACTIONS,
-        choices=choices,
-        collection=collection,
-        max_per_run=max_per_run or None,
-    )
+    with progress_bar(f"backtesting {name}") as progress:
+        results = backtest_family(
+            obs,
+            name,
+            target=target,
+            ks=k,
+            fractions=fraction or DEFAULT_FRACTIONS,
+            target_fractions=target_fraction or DEFAULT_TARGET_FRACTIONS,
+            choices=choices,
+            collection=collection,
+            max_per_run=max_per_run or None,
+            progress=progress,
+        )
     report = BacktestReport(results, collection=collection)
     extra = _finish(report, heatmap, out)
     if as_json:
-        print_json(report.to_dict() | extra | {"notes": notes})
+        print_json(
+            report.to_dict() | extra | {"notes": notes, "expected_errors": _expected(report)}
+        )
         return
     _print_report(report, f"backtest of {name} (target {results[0].target})")
-    for note in notes:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    for message in notes:
+        note("note", message)
     for key, path in extra.items():
-        console.print(f"{key}: {escape(str(path))}")
+        console.print(f"{key}: {path}")
 
 
 @backtest_app.command("all")
@@ -253,22 +279,24 @@ def all_command(
     """Backtest every family with 3 or more model sizes; tables per fitting factor."""
     check_outputs(files={"--out": out}, figures={"--heatmap": heatmap})
     obs = _load(data, column, perplexity, loss_unit, dataset)
-    report = backtest_all(
-        obs,
-        ks=k,
-        fractions=fraction or DEFAULT_FRACTIONS,
-        target_fractions=target_fraction or DEFAULT_TARGET_FRACTIONS,
-        choices=_choices(choice),
-        max_per_run=max_per_run or None,
-        workers=workers,
-    )
+    with progress_bar("backtesting families") as progress:
+        report = backtest_all(
+            obs,
+            ks=k,
+            fractions=fraction or DEFAULT_FRACTIONS,
+            target_fractions=target_fraction or DEFAULT_TARGET_FRACTIONS,
+            choices=_choices(choice),
+            max_per_run=max_per_run or None,
+            workers=workers,
+            progress=progress,
+        )
     extra = _finish(report, heatmap, out)
     if as_json:
-        print_json(report.to_dict() | extra)
+        print_json(report.to_dict() | extra | {"expected_errors": _expected(report)})
         return
     _print_report(report, f"backtests of {data.name}")
     for key, path in extra.items():
-        console.print(f"{key}: {escape(str(path))}")
+        console.print(f"{key}: {path}")
 
 
 @backtest_app.command("recommend")
@@ -304,18 +332,21 @@ def recommend_command(
     if as_json:
         print_json(result.to_dict())
         return
-    rank = result.ranking
     print_table(
-        _records(rank, "choice"),
-        title=f"fitting choices on {result.family}, best first (backtest ARE)",
+        _records(result.ranking, "choice"),
+        title=f"fitting choices on {result.family}, best first (ranked by {result.ranked_by}; "
+        "expected_*: ColPret backtests at this extrapolation)",
     )
-    console.print(
-        f"recommended: [bold]{result.best_choice}[/] ({CHOICES[result.best_choice].describe()})"
-    )
+    best = result.best_choice
+    described = CHOICES[best].describe() if best in CHOICES else best
+    console.print(markup("recommended: [bold]{}[/] ({})", best, described))
     print_table([{"parameter": n, "value": v} for n, v in result.params.items()], title="fit")
     print_table(_records(result.forecast), title="forecast")
-    best_are = float(rank["median_are"].iloc[0])
-    if math.isfinite(best_are):
-        console.print(f"expected error of this forecast (backtest median ARE): {fmt(best_are)}")
-    for note in [*result.notes, *result.fit.warnings]:
-        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if result.expected is not None:
+        note(
+            "expected error of this forecast",
+            f"{result.expected.describe()}; it extrapolates {result.extrapolation_ratio:.3g}× "
+            "past the largest run's compute",
+        )
+    for message in [*result.notes, *result.fit.warnings]:
+        note("note", message)

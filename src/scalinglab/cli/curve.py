@@ -10,12 +10,13 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import typer
-from rich.markup import escape
 
 from scalinglab.cli._common import (
     check_outputs,
     console,
     fmt,
+    markup,
+    note,
     print_json,
     print_table,
     user_errors,
@@ -222,10 +223,10 @@ def fit_command(
         f"curves · converged: {result.converged}"
     )
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w)}")
+        note("warning", w)
     for label, path in (("saved to", out), ("plot saved to", plot)):
         if path is not None:
-            console.print(f"{label} {escape(str(path))}")
+            console.print(f"{label} {path}")
 
 
 @curve_app.command("predict")
@@ -298,7 +299,7 @@ def predict_command(
     if errors:
         print_table(errors, title="prediction error per observed curve (%)")
     if plot is not None:
-        console.print(f"plot saved to {escape(str(plot))}")
+        console.print(f"plot saved to {plot}")
 
 
 @curve_app.command("compare")
@@ -372,9 +373,9 @@ def compare_command(
         return
     print_table(per_curve, title="held-out error per curve (%)")
     print_table(summary, title="held-out error per law (%)")
-    console.print(f"lowest mean error: [bold]{best}[/]")
+    console.print(markup("lowest mean error: [bold]{}[/]", best))
     if plot is not None:
-        console.print(f"plot saved to {escape(str(plot))}")
+        console.print(f"plot saved to {plot}")
 
 
 @curve_app.command("optimize")
@@ -453,9 +454,13 @@ def optimize_command(
         return
     print_table(rows, title=f"predicted final loss after {total} steps ({result.law.name})")
     console.print(
-        f"recommended: [bold]{rec.name}[/], {fmt(choice.gain_over(choice.cosine, rec))} nats "
-        f"below cosine and {fmt(choice.gain_over(choice.wsd20, rec))} below WSD-20%"
+        markup(
+            "recommended: [bold]{}[/], {} nats below cosine and {} below WSD-20%",
+            rec.name,
+            fmt(choice.gain_over(choice.cosine, rec)),
+            fmt(choice.gain_over(choice.wsd20, rec)),
+        )
     )
     for label, path in (("schedule saved to", save_schedule), ("plot saved to", plot)):
         if path is not None:
-            console.print(f"{label} {escape(str(path))}")
+            console.print(f"{label} {path}")

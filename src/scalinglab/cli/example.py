@@ -1,43 +1,152 @@
-"""``scalinglab example``: write the built-in example sweep, for trying every command."""
+"""``scalinglab example``: write example data for trying every command (no download)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from scalinglab.cli._common import check_outputs, console, print_json, user_errors
+from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
-from scalinglab.examples import CHINCHILLA_TRUTH, isoflop_sweep
+
+
+class ExampleKind(StrEnum):
+    """What ``scalinglab example`` writes."""
+
+    compute = "compute"
+    curves = "curves"
+    transfer = "transfer"
+    backtest = "backtest"
+
+
+#: the files of the curves example: our name → the file of Luo et al.'s 100M model
+CURVE_FILES = {
+    "constant.csv": "constant_24000.csv",
+    "cosine.csv": "cosine_24000.csv",
+    "wsd.csv": "wsd_20000_24000.csv",
+    "wsd_linear.csv": "wsdld_20000_24000.csv",
+    "constant_72000.csv": "constant_72000.csv",
+    "cosine_72000.csv": "cosine_72000.csv",
+    "wsdcon_3.csv": "wsdcon_3.csv",
+    "wsdcon_9.csv": "wsdcon_9.csv",
+    "wsdcon_18.csv": "wsdcon_18.csv",
+}
+
+
+def write_example(
+    kind: ExampleKind, out_dir: Path, *, noise: float, seed: int, out: Path | None = None
+) -> list[dict[str, Any]]:
+    """Write the files of one example kind under ``out_dir``; one record per file.
+
+    ``out`` names the compute example's one table instead (``.csv`` or ``.parquet``).
+    """
+    import shutil
+    from importlib.resources import files
+
+    from scalinglab import examples
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[dict[str, Any]] = []
+
+    def table(name: str | Path, frame: Any, what: str, truth: Any) -> None:
+        path = out_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
+        written.append({"file": str(path), "rows": len(frame), "what": what, "truth": truth})
+
+    if kind is ExampleKind.compute:
+        table(
+            out or "runs.csv",
+            examples.isoflop_sweep(noise=noise, seed=seed),
+            "isoFLOP sweep, 7 budgets x 9 sizes, final losses",
+            examples.CHINCHILLA_TRUTH,
+        )
+    elif kind is ExampleKind.curves:
+        source = files("scalinglab") / "example_data" / "luo2025_100m"
+        for ours, theirs in CURVE_FILES.items():
+            path = out_dir / ours
+            with (source / theirs).open("rb") as src, path.open("wb") as dst:
+                shutil.copyfileobj(src, dst)
+            rows = sum(1 for _ in path.open()) - 1
+            what = f"Luo et al. 2025, 100M model, schedule {theirs.removesuffix('.csv')}"
+            written.append({"file": str(path), "rows": rows, "what": what, "truth": None})
+        licence = out_dir / "LICENSE-luo2025.txt"
+        licence.write_text((source / "LICENSE").read_text(encoding="utf-8"), encoding="utf-8")
+        written.append(
+            {"file": str(licence), "rows": 0, "what": "MIT licence of the curves", "truth": None}
+        )
+    elif kind is ExampleKind.transfer:
+        table(
+            "sweep.csv",
+            examples.transfer_sweep(noise=noise / 2, seed=seed),
+            "2 training corpora (web, code) x 40 runs, losses on train, web-val, code-val",
+            examples.TRANSFER_SWEEP_TRUTH,
+        )
+    else:
+        families = 6
+        table(
+            "checkpoints.csv",
+            examples.checkpoint_families(families, noise=noise / 2, seed=seed),
+            f"{families} families x 5 sizes, 24 checkpoints per run",
+            {f"family-{i + 1}": examples.family_truth(i) for i in range(families)},
+        )
+        table(
+            "my_runs.csv",
+            examples.checkpoint_families(
+                1, sizes=(1e8, 2.5e8, 6e8), prefix="my-runs", noise=noise / 2, seed=seed + 1
+            ),
+            "your own family: 3 sizes, 24 checkpoints per run",
+            examples.family_truth(0),
+        )
+    return written
 
 
 @app.command("example")
 @user_errors
 def example_command(
-    out: Annotated[Path, typer.Option(help="Where to write the table (.csv or .parquet).")] = Path(
-        "example_runs.csv"
-    ),
-    noise: Annotated[float, typer.Option(help="Lognormal noise on the loss.")] = 0.01,
+    kind: Annotated[
+        ExampleKind,
+        typer.Option(
+            help="compute: runs.csv, an isoFLOP sweep from a known Chinchilla law; curves: "
+            "constant.csv, cosine.csv, wsd.csv, … (Luo et al. 2025's loss curves, MIT); "
+            "transfer: sweep.csv, two corpora measured on three datasets, known loss-to-loss "
+            "laws; backtest: checkpoints.csv (6 families) and my_runs.csv, known laws."
+        ),
+    ] = ExampleKind.compute,
+    out_dir: Annotated[Path, typer.Option(help="Folder to write the files in.")] = Path("."),
+    out: Annotated[
+        Path | None,
+        typer.Option(help="--kind compute only: write the table here (.csv or .parquet)."),
+    ] = None,
+    noise: Annotated[float, typer.Option(help="Lognormal noise on generated losses.")] = 0.01,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Write a synthetic isoFLOP sweep drawn from a known Chinchilla law."""
+    """Write example data with a known truth, for trying every command."""
     if noise < 0:
         raise SpecError(f"--noise must be non-negative, got {noise}")
-    if out.suffix not in (".csv", ".parquet"):
+    if out is not None and kind is not ExampleKind.compute:
+        raise SpecError(
+            f"--out names the one file of --kind compute; --kind {kind} writes several "
+            "files: give --out-dir"
+        )
+    if out is not None and out.suffix not in (".csv", ".parquet"):
         raise SpecError(f"--out must end in .csv or .parquet, got '{out.name}'")
-    check_outputs(files={"--out": out})
-    table = isoflop_sweep(noise=noise, seed=seed)
-    if out.suffix == ".parquet":
-        table.to_parquet(out, index=False)
-    elif out.suffix == ".csv":
-        table.to_csv(out, index=False)
-    else:
-        raise SpecError(f"--out must end in .csv or .parquet, got '{out.name}'")
+    check_outputs(files={"--out": out}, folders={"--out-dir": out_dir})
+    written = write_example(kind, out_dir, noise=noise, seed=seed, out=out)
     if as_json:
-        print_json({"path": str(out), "rows": len(table), "truth": CHINCHILLA_TRUTH})
-    else:
-        console.print(f"wrote {len(table)} runs to {escape(str(out))} (truth: {CHINCHILLA_TRUTH})")
+        print_json({"kind": kind.value, "files": written})
+        return
+    print_table(
+        [{k: v for k, v in w.items() if k != "truth"} for w in written],
+        title=f"example data ({kind.value})",
+    )
+    for w in written:
+        if w["truth"] is not None:
+            console.print(f"truth of {Path(w['file']).name}: {w['truth']}")

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from scalinglab.cli._common import console, fmt, print_json, print_table, user_errors
+from scalinglab.cli._common import console, fmt, note, print_json, print_table, user_errors
 from scalinglab.cli.compute import load_table
+from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.fitting import Fit
@@ -28,24 +28,76 @@ def plan_command(
         float, typer.Option(help="k in C = k·N·D (6: forward + backward).")
     ] = 6.0,
     level: Annotated[float, typer.Option(help="Confidence level of the intervals.")] = 0.95,
+    multiplier: Annotated[
+        list[float] | None,
+        typer.Option(help="Over-training fits: tokens per parameter M of the run at --flops."),
+    ] = None,
+    inference_tokens: Annotated[
+        float | None,
+        typer.Option(help="Over-training fits: tokens served; plans the cheapest M in total."),
+    ] = None,
+    loss: Annotated[
+        float | None,
+        typer.Option(
+            "--loss", help="Over-training fits: the loss to reach (with --inference-tokens)."
+        ),
+    ] = None,
+    inference_flops_per_token_param: Annotated[
+        float, typer.Option(help="FLOPs per parameter per served token (2: a forward pass).")
+    ] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Compute-optimal model size, tokens, tokens per parameter and loss at each budget."""
+    """Compute-optimal model size, tokens, tokens per parameter and loss at each budget.
+
+    With an over-training fit (laws overtraining, chinchilla_m): the loss at --flops and
+    --multiplier, or with --inference-tokens the tokens per parameter that minimise training
+    plus inference FLOPs at a target --loss (or the best loss of a --flops budget).
+    """
+    fit = Fit.load(fit_file)
+    if fit.law.inputs == ("flops", "multiplier"):
+        from scalinglab.cli.downstream import overtraining_plan
+
+        overtraining_plan(
+            fit,
+            flops=flops,
+            multiplier=multiplier,
+            inference_tokens=inference_tokens,
+            target_loss=loss,
+            inference_flops_per_token_param=inference_flops_per_token_param,
+            flops_per_token_param=flops_per_token_param,
+            level=level,
+            as_json=as_json,
+        )
+        return
+    if multiplier or inference_tokens is not None or loss is not None:
+        raise SpecError(
+            "--multiplier, --inference-tokens and --loss need an over-training fit "
+            "(scalinglab fit --law overtraining)"
+        )
     if not flops:
         raise SpecError("give at least one budget with --flops (e.g. --flops 1e23)")
-    plan = compute_optimal(
-        Fit.load(fit_file), flops, flops_per_token_param=flops_per_token_param, level=level
-    )
+    plan = compute_optimal(fit, flops, flops_per_token_param=flops_per_token_param, level=level)
     if as_json:
         print_json(plan.to_dict())
         return
     rows = []
     for record in plan.to_records():
         for name in PLAN_QUANTITIES:
-            row = {"flops": record["flops"], "quantity": name, "estimate": record[name]}
+            label = "loss (law, confidence)" if name == "loss" and plan.ci else name
+            row = {"flops": record["flops"], "quantity": label, "estimate": record[name]}
             if plan.ci:
                 row["low"], row["high"] = record[f"{name}_lo"], record[f"{name}_hi"]
             rows.append(row)
+        if "loss_new_run_lo" in record:
+            rows.append(
+                {
+                    "flops": record["flops"],
+                    "quantity": "loss (new run, prediction)",
+                    "estimate": record["loss"],
+                    "low": record["loss_new_run_lo"],
+                    "high": record["loss_new_run_hi"],
+                }
+            )
     print_table(rows, title=f"compute-optimal plan ({plan.law} fit)")
     if plan.params_exponent is not None and plan.tokens_exponent is not None:
         line = f"N* ∝ C^{fmt(plan.params_exponent)}, D* ∝ C^{fmt(plan.tokens_exponent)}"
@@ -56,7 +108,7 @@ def plan_command(
     if plan.ci:
         console.print(f"intervals: {plan.n_samples} bootstrap replicates, level {fmt(level)}")
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        note("warning", warning)
 
 
 @app.command("isoflop")
@@ -73,14 +125,13 @@ def isoflop_command(
         bool, typer.Option(help="Skip budgets without an interior minimum instead of failing.")
     ] = False,
     level: Annotated[float, typer.Option(help="Confidence level of the exponents.")] = 0.95,
-    column: Annotated[
-        list[str] | None, typer.Option(help="Map a column: THEIRS=ours (e.g. 'Model Size=params').")
-    ] = None,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """IsoFLOP analysis (Chinchilla approach 2): a parabola per budget, power laws in C."""
     result = isoflop_analysis(
-        load_table(data, column),
+        load_table(data, column, loss_unit),
         budget_column=budget_column,
         budgets=budget,
         rel_tol=rel_tol,
@@ -103,7 +154,7 @@ def isoflop_command(
             f"  (exponent {fmt(level)} interval [{fmt(lo)}, {fmt(hi)}])"
         )
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        note("warning", warning)
 
 
 @app.command("params")

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from scalinglab.cli._common import check_outputs, console, print_json, user_errors
+from scalinglab.cli._common import check_outputs, console, note, print_json, user_errors
+from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, column_map, loss_unit
 from scalinglab.cli.main import app
+from scalinglab.data.loaders import masked_url, store_url
+from scalinglab.data.store import default_store
 from scalinglab.errors import SpecError
 from scalinglab.study import STUDY_PRESETS, Study, analyse, load, run_study
 
@@ -19,12 +21,19 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _analyse_and_write(
-    study_source: Any, out: Path, title: str, bootstrap: int, dataset: str | None
+    study_source: Any,
+    out: Path,
+    title: str,
+    bootstrap: int,
+    dataset: str | None,
+    column: list[str] | None = None,
+    unit: str = "nats",
 ) -> tuple[Study, dict[str, Path]]:
     from scalinglab.report.study_report import build_report
 
+    table = load(study_source, columns=column_map(column), loss_unit=loss_unit(unit))
     with console.status("fitting every law (compute, curves, loss-to-loss, backtest)…"):
-        study = analyse(load(study_source), dataset=dataset, bootstrap=bootstrap)
+        study = analyse(table, dataset=dataset, bootstrap=bootstrap)
         written = build_report(study, title=title).write(out)
     return study, written
 
@@ -34,12 +43,17 @@ def _print_summary(study: Study, written: dict[str, Path], seconds: float) -> No
     for line in study.summary:
         console.print(f"• {line}", highlight=False, markup=False)
     for part, reason in study.notes.items():
-        console.print(f"[yellow]not made:[/] {part}: {escape(reason)}", highlight=False)
+        note("not made", f"{part}: {reason}")
     console.print(
-        f"report: {escape(str(written['html']))} (also {escape(written['markdown'].name)} and "
+        f"report: {written['html']} (also {written['markdown'].name} and "
         f"{len(written) - 2} PNG files) — {seconds:.0f} s in all",
         highlight=False,
     )
+
+
+def _source_name(source: Path) -> str:
+    url = store_url(source)
+    return source.name if url is None else masked_url(url)
 
 
 @app.command("study")
@@ -50,6 +64,19 @@ def study_command(
     ),
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the CIs.")] = 200,
     workers: Annotated[int | None, typer.Option(help="Training worker processes.")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Run store: .sqlite file or postgresql://user@host/db URL "
+            "(default: $SCALINGLAB_STORE, else <out>/runs.sqlite)."
+        ),
+    ] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="Where the runs train: local (default), slurm or ray.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="A running Ray cluster; implies --executor ray.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the cpu-tiny sweep (or reuse it), fit every law, and write the report."""
@@ -59,7 +86,7 @@ def study_command(
         raise SpecError(f"--workers must be at least 1, got {workers}")
     check_outputs(folders={"--out": out})
     tick = time.perf_counter()
-    store = out / "runs.sqlite"
+    store = store or default_store() or str(out / "runs.sqlite")
     out.mkdir(parents=True, exist_ok=True)
     columns = (
         TextColumn("training {task.description}"),
@@ -78,7 +105,9 @@ def study_command(
                 markup=False,
             )
 
-        run_study(store, out, workers=workers, on_run=advance)
+        run_study(
+            store, out, workers=workers, executor=executor, ray_address=ray_address, on_run=advance
+        )
     study, written = _analyse_and_write(
         store, out / "report", "Scaling study: cpu-tiny", bootstrap, None
     )
@@ -97,19 +126,29 @@ def study_command(
 @app.command("report")
 @user_errors
 def report_command(
-    source: Annotated[Path, typer.Argument(help="Run store (.sqlite) or table of runs.")],
+    source: Annotated[
+        Path, typer.Argument(help="Run store (.sqlite file or postgresql:// URL) or table of runs.")
+    ],
     out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and PNGs.")] = Path(
         "report"
     ),
     dataset: Annotated[str | None, typer.Option(help="Dataset of the compute law.")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the CIs.")] = 200,
+    column: ColumnOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: JsonOpt = False,
 ) -> None:
     """Analyse any run store or table as far as its data allow, and write the report."""
     check_outputs(folders={"--out": out})
     tick = time.perf_counter()
     study, written = _analyse_and_write(
-        source, out, f"Scaling report: {source.name}", bootstrap, dataset
+        source,
+        out,
+        f"Scaling report: {_source_name(source)}",
+        bootstrap,
+        dataset,
+        column,
+        loss_unit,
     )
     if as_json:
         print_json(

@@ -6,23 +6,37 @@ torch is imported only when a command runs, so the rest of the CLI works without
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
-from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    err_console,
+    print_json,
+    print_table,
+    user_errors,
+)
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
+from scalinglab.data.loaders import store_url
+from scalinglab.data.store import default_store
 from scalinglab.errors import SpecError
 
 if TYPE_CHECKING:
     from scalinglab.training.sweep import RunOutcome
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (no progress bar).")]
+LogToOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Also log to tensorboard, mlflow or wandb (offline), beside the store."),
+]
 
 
 def _require_torch() -> None:
@@ -72,8 +86,15 @@ def train_command(
         bool | None, typer.Option("--compile/--no-compile", help="Use torch.compile.")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads.")] = None,
-    store: Annotated[Path | None, typer.Option(help="Run store (.sqlite) to write to.")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Run store to write to: .sqlite file or postgresql:// URL "
+            "(default: $SCALINGLAB_STORE)."
+        ),
+    ] = None,
     run_id: Annotated[str | None, typer.Option(help="Name of the run in the store.")] = None,
+    log_to: LogToOpt = None,
     out_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folder (default runs/<run_id>).")
     ] = None,
@@ -112,9 +133,10 @@ def train_command(
         "device": device,
         "compile": compile_model,
         "threads": threads,
-        "store": str(store) if store is not None else None,
+        "store": store or default_store(),
         "run_id": run_id,
         "out_dir": str(out_dir) if out_dir is not None else None,
+        "log_to": log_to,
     }
     settings.update({k: v for k, v in given.items() if v is not None})
     if steps is not None:
@@ -143,7 +165,7 @@ def train_command(
         return
     resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
     console.print(
-        f"[bold]{result.run_id}[/]: {result.params:,} parameters "
+        Text(result.run_id, style="bold") + f": {result.params:,} parameters "
         f"({result.params_nonembedding:,} non-embedding), {result.steps} steps, "
         f"{result.tokens:,} tokens, {result.tokens_per_second:,.0f} tokens/s{resumed}",
         highlight=False,
@@ -160,12 +182,27 @@ def sweep_command(
     spec: Annotated[Path | None, typer.Argument(help="Sweep spec (TOML); or use --preset.")] = None,
     preset: Annotated[str | None, typer.Option(help="Built-in sweep, e.g. cpu-tiny.")] = None,
     store: Annotated[
-        Path | None, typer.Option(help="Run store (default <out-dir>/runs.sqlite).")
+        str | None,
+        typer.Option(
+            help="Run store: .sqlite file or postgresql://user@host/db URL "
+            "(default: $SCALINGLAB_STORE, else <out-dir>/runs.sqlite)."
+        ),
     ] = None,
     out_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folders (default runs/<sweep name>).")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: spec's).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes of the local executor (default: spec's).")
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="Where the runs train: local, slurm or ray (default: the spec's)."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="A running Ray cluster ('auto', 'ray://head:10001'); implies ray."),
+    ] = None,
+    log_to: LogToOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the runs without training.")
     ] = False,
@@ -176,8 +213,9 @@ def sweep_command(
 ) -> None:
     """Train a grid of runs (sizes x budgets x schedules x optimizers x seeds) in parallel.
 
-    Resumable: runs the store marks finished are skipped, interrupted ones resume from
-    their checkpoints.
+    On local worker processes (the default), a Slurm job array (--executor slurm) or Ray
+    tasks (--executor ray). Resumable: runs the store marks finished are skipped,
+    interrupted ones resume from their checkpoints.
     """
     if (spec is None) == (preset is None):
         raise SpecError("give a sweep spec file or --preset NAME (not both)")
@@ -185,6 +223,7 @@ def sweep_command(
         raise SpecError(f"--workers must be at least 1, got {workers}")
     check_outputs(stores={"--store": store}, folders={"--out-dir": out_dir})
     _require_torch()
+    from scalinglab.training.executors import make_executor
     from scalinglab.training.presets import PRESETS
     from scalinglab.training.sweep import load_sweep, run_sweep, summarize
 
@@ -194,8 +233,10 @@ def sweep_command(
         typer.echo(PRESETS[preset], nl=False)
         return
     sweep = load_sweep(preset if preset is not None else str(spec))
+    if log_to:
+        sweep = dataclasses.replace(sweep, base={**sweep.base, "log_to": log_to})
     out = out_dir if out_dir is not None else Path("runs") / sweep.name
-    store_path = store if store is not None else out / "runs.sqlite"
+    store_path = store or default_store() or str(out / "runs.sqlite")
     if dry_run:
         from scalinglab.training.trainer import param_count, tokenizer_for
 
@@ -231,7 +272,18 @@ def sweep_command(
             markup=False,
         )
 
-    result = run_sweep(sweep, store=store_path, out_dir=out, workers=workers, on_run=report)
+    runner = make_executor(
+        sweep, out_dir=out, name=executor, workers=workers, ray_address=ray_address
+    )
+    if runner.remote and store_url(store_path) is None:
+        err_console.print(
+            f"warning: runs on several hosts writing to the SQLite file {store_path} can "
+            "corrupt it on a network filesystem; use --store postgresql://user@host/db",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    result = run_sweep(sweep, store=store_path, out_dir=out, executor=runner, on_run=report)
     rows = summarize(result.runs)
     if as_json:
         print_json(
@@ -240,8 +292,14 @@ def sweep_command(
     else:
         console.print(
             f"sweep {result.name}: {len(rows)} runs in {result.seconds:.0f} s; "
-            f"observations in {escape(result.store)}",
+            f"observations in {result.store}",
             highlight=False,
         )
-    if result.failed:
+    if result.unfinished:
+        if not as_json:
+            err_console.print(
+                f"{len(result.unfinished)} runs did not finish; run the same command again to "
+                "resume them",
+                highlight=False,
+            )
         raise typer.Exit(1)

@@ -8,13 +8,20 @@ from typing import Annotated, Any, cast
 import numpy as np
 import pandas as pd
 import typer
-from rich.markup import escape
 
-from scalinglab.cli._common import check_outputs, console, fmt, print_json, print_table, user_errors
-from scalinglab.cli.compute import parse_assignments
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    fmt,
+    note,
+    print_json,
+    print_table,
+    user_errors,
+)
+from scalinglab.cli.data_options import LossUnitOpt, read_data
 from scalinglab.cli.main import app
-from scalinglab.data import load_observations
 from scalinglab.evaluation.transfer import (
+    DEFAULT_IRREDUCIBLE,
     OWN_DATASET,
     ComputeLaw,
     Irreducible,
@@ -29,6 +36,7 @@ from scalinglab.evaluation.transfer_backtest import (
     summarize_backtest,
     transfer_matrix,
 )
+from scalinglab.fitting.result import IntervalKind
 
 transfer_app = typer.Typer(
     help="Loss-to-loss prediction: L_y = K·(L_x − E_x)^κ + E_y between datasets.",
@@ -57,10 +65,11 @@ LOSS_HELP = (
 )
 
 
-def load_runs(data: Path, column: list[str] | None, wide: list[str] | None) -> pd.DataFrame:
+def load_runs(
+    data: Path, column: list[str] | None, wide: list[str] | None, unit: str = "nats"
+) -> pd.DataFrame:
     """Observations from a file, with column renames and wide loss columns melted."""
-    mapping = parse_assignments(column, "--column")
-    return load_observations(data, columns=mapping or None, wide=wide or None)
+    return read_data(data, column, unit, wide=wide)
 
 
 def _irreducible(value: str) -> Irreducible:
@@ -70,6 +79,26 @@ def _irreducible(value: str) -> Irreducible:
 
 def _compute_law(value: str) -> ComputeLaw:
     return cast(ComputeLaw, value)
+
+
+IrreducibleOpt = Annotated[
+    str,
+    typer.Option(
+        help="joint: E_x, E_y fitted with K and κ, each at most its own compute fit's "
+        "irreducible loss (the default: it forecasts larger models best); kaplan_lse or "
+        "chinchilla: held at that compute law's irreducible losses (the paper's method)."
+    ),
+]
+ComputeLawOpt = Annotated[
+    str, typer.Option(help="Compute law of the irreducible losses: kaplan_lse or chinchilla.")
+]
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(
+        help="Bootstrap replicates: model configurations resampled, the compute fits of x "
+        "and y refitted in each (0: none)."
+    ),
+]
 
 
 def _param_rows(result: TransferFit) -> list[dict[str, Any]]:
@@ -91,18 +120,14 @@ def fit_command(
     data: DataArg,
     x: Annotated[str, typer.Option("--x", help=f"Loss to predict from: {LOSS_HELP}.")],
     y: Annotated[str, typer.Option("--y", help=f"Loss to predict: {LOSS_HELP}.")],
-    irreducible: Annotated[
-        str,
-        typer.Option(
-            help="E_x, E_y from per-loss compute fits (kaplan_lse, chinchilla) or fitted "
-            "jointly with K and κ (joint)."
-        ),
-    ] = "kaplan_lse",
+    irreducible: IrreducibleOpt = DEFAULT_IRREDUCIBLE,
+    compute_law: ComputeLawOpt = "kaplan_lse",
     train_dataset: TrainDatasetOpt = OWN_DATASET,
-    bootstrap: Annotated[int, typer.Option(help="Pair-resampled refits for 95% CIs.")] = 0,
+    bootstrap: BootstrapOpt = 0,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     column: ColumnOpt = None,
     wide: WideOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     out: Annotated[Path | None, typer.Option(help="Write the fit as JSON here.")] = None,
     plot: Annotated[
         Path | None, typer.Option(help="Save a scatter of the pairs with the fitted curve.")
@@ -111,12 +136,13 @@ def fit_command(
 ) -> None:
     """Fit the shifted power law from loss x to loss y."""
     check_outputs(files={"--out": out}, figures={"--plot": plot})
-    table = load_runs(data, column, wide)
+    table = load_runs(data, column, wide, loss_unit)
     result = fit_transfer(
         table,
         LossRef.parse(x, train_dataset),
         LossRef.parse(y, train_dataset),
         irreducible=_irreducible(irreducible),
+        compute_law=_compute_law(compute_law),
         bootstrap=bootstrap,
         seed=seed,
     )
@@ -137,6 +163,7 @@ def fit_command(
         "are": in_sample_are,
         "converged": result.fit.converged,
         "warnings": result.fit.warnings,
+        "bootstrap": result.fit.options.get("bootstrap", 0),
     }
     if as_json:
         ci = {k: list(v) for k, v in result.fit.ci().items()} if bootstrap else None
@@ -158,10 +185,10 @@ def fit_command(
         highlight=False,
     )
     for w in result.fit.warnings:
-        console.print(f"[yellow]warning:[/] {escape(w)}")
+        note("warning", w)
     for label, path in (("saved to", out), ("plot saved to", plot)):
         if path is not None:
-            console.print(f"{label} {escape(str(path))}", highlight=False)
+            console.print(f"{label} {path}", highlight=False)
 
 
 @transfer_app.command("predict")
@@ -171,28 +198,48 @@ def predict_command(
     loss_x: Annotated[
         list[float], typer.Option("--loss-x", help="A model's loss on x (nats); repeatable.")
     ],
-    level: Annotated[float, typer.Option(help="Confidence level of the interval.")] = 0.95,
+    level: Annotated[float, typer.Option(help="Level of the interval.")] = 0.95,
+    interval: Annotated[
+        str,
+        typer.Option(
+            help="prediction: where a new model's loss on y falls (the law's uncertainty and "
+            "the models' scatter about it); confidence: the law's uncertainty only."
+        ),
+    ] = "prediction",
     as_json: JsonOpt = False,
 ) -> None:
-    """Predict models' loss on y from their loss on x."""
+    """Predict models' loss on y from their loss on x (with an interval if bootstrapped)."""
     result = TransferFit.load(fit_file)
     values = np.asarray(loss_x, dtype=float)
     predicted = result.predict(values)
-    interval = (
-        result.fit.predict_interval({"loss_x": values}, level)
+    bounds = (
+        result.predict_interval(values, level, kind=cast(IntervalKind, interval))
         if result.fit.bootstrap_params is not None
         else None
     )
     rows = []
     for i, value in enumerate(values):
         row = {"loss_x": float(value), "loss_y": float(predicted[i])}
-        if interval is not None:
-            row["ci_low"], row["ci_high"] = float(interval[0][i]), float(interval[1][i])
+        if bounds is not None:
+            row["low"], row["high"] = float(bounds[0][i]), float(bounds[1][i])
         rows.append(row)
+    kind = interval if bounds is not None else None
     if as_json:
-        print_json({"x": str(result.x), "y": str(result.y), "level": level, "predictions": rows})
+        print_json(
+            {
+                "x": str(result.x),
+                "y": str(result.y),
+                "level": level,
+                "interval": kind,
+                "predictions": rows,
+            }
+        )
+        return
+    print_table(rows, title=f"{result.x} → {result.y}")
+    if bounds is not None:
+        console.print(f"low, high: {level:.0%} {interval} interval", highlight=False)
     else:
-        print_table(rows, title=f"{result.x} → {result.y}")
+        console.print("no interval: fit with --bootstrap to get one", highlight=False)
 
 
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -221,16 +268,15 @@ def matrix_command(
         list[str] | None,
         typer.Option(help="Test datasets (train_to_test, test_to_test); default all others."),
     ] = None,
-    irreducible: Annotated[str, typer.Option(help="kaplan_lse, chinchilla or joint.")] = (
-        "kaplan_lse"
-    ),
+    irreducible: IrreducibleOpt = DEFAULT_IRREDUCIBLE,
     train_dataset: TrainDatasetOpt = OWN_DATASET,
     column: ColumnOpt = None,
     wide: WideOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: JsonOpt = False,
 ) -> None:
     """Fit every pair of a setting: matrices of κ, K and in-sample error."""
-    table = load_runs(data, column, wide)
+    table = load_runs(data, column, wide, loss_unit)
     result = transfer_matrix(
         table,
         setting,
@@ -262,10 +308,11 @@ def translate_command(
     train_dataset: TrainDatasetOpt = OWN_DATASET,
     column: ColumnOpt = None,
     wide: WideOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: JsonOpt = False,
 ) -> None:
     """Translate x's compute law to y from a few y runs; compare with fitting y alone."""
-    table = load_runs(data, column, wide)
+    table = load_runs(data, column, wide, loss_unit)
     result = translate_law(
         table,
         LossRef.parse(x, train_dataset),
@@ -315,13 +362,20 @@ def backtest_command(
     law: Annotated[str, typer.Option(help="Compute law: kaplan_lse or chinchilla.")] = (
         "kaplan_lse"
     ),
+    irreducible: IrreducibleOpt = DEFAULT_IRREDUCIBLE,
+    bootstrap: Annotated[
+        int,
+        typer.Option(help="Bootstrap replicates, to score 95% prediction intervals too (0: none)."),
+    ] = 0,
     train_dataset: TrainDatasetOpt = OWN_DATASET,
     column: ColumnOpt = None,
     wide: WideOpt = None,
+    loss_unit: LossUnitOpt = "nats",
     as_json: JsonOpt = False,
 ) -> None:
-    """ARE of transfer laws against each loss's own compute law, beyond a compute budget."""
-    table = load_runs(data, column, wide)
+    """ARE of transfer laws beyond a compute budget, beside the notebooks' method and
+    each loss's own compute law."""
+    table = load_runs(data, column, wide, loss_unit)
     results = pd.concat(
         [
             backtest_transfer(
@@ -332,6 +386,8 @@ def backtest_command(
                 test_datasets=test_dataset,
                 train_dataset=train_dataset,
                 law=_compute_law(law),
+                irreducible=_irreducible(irreducible),
+                bootstrap=bootstrap,
             )
             for s in (setting or ["train_to_train"])
         ],
@@ -344,6 +400,17 @@ def backtest_command(
     print_table(
         _records(results),
         title=f"backtest: fit ≤ {max_train_flops:.3g} FLOPs, predict larger runs",
-        columns=["setting", "x", "y", "kappa", "K", "n_test", "are_transfer", "are_compute"],
+        columns=[
+            "setting",
+            "x",
+            "y",
+            "kappa",
+            "K",
+            "n_test",
+            "are_transfer",
+            "are_notebook",
+            "are_compute",
+            *(["coverage", "width"] if bootstrap else []),
+        ],
     )
-    print_table(_records(summary), title="mean ARE per setting")
+    print_table(_records(summary), title="ARE per setting (mean over pairs; max: worst pair)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,6 +30,40 @@ _FORMATS = {
     ".sqlite3": "sqlite",
     ".db": "sqlite",
 }
+
+
+#: a PostgreSQL URL; a Path collapses its "//" into "/", which store_url undoes
+_STORE_URL = re.compile(r"^(postgres(?:ql)?):/+(.*)$", re.IGNORECASE)
+
+
+def store_url(source: str | Path | pd.DataFrame) -> str | None:
+    """The PostgreSQL URL ``source`` names (``postgresql://user@host/db``), else ``None``.
+
+    A command-line argument typed as a path arrives with its ``//`` collapsed
+    (``postgresql:/user@host/db``); the URL is rebuilt from it: with a host when the text
+    after the scheme holds a ``/`` before any ``?``, else as ``postgresql:///db`` (the local
+    socket). A store URL therefore always names its database.
+    """
+    if isinstance(source, pd.DataFrame):
+        return None
+    text = str(source)
+    match = _STORE_URL.match(text)
+    if match is None:
+        return None
+    if isinstance(source, str) and "://" in text:
+        return text
+    rest = match.group(2)
+    has_host = "/" in rest.split("?", 1)[0]
+    return f"postgresql://{rest}" if has_host else f"postgresql:///{rest}"
+
+
+def masked_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def file_format(path: str | Path) -> str:
@@ -65,8 +101,15 @@ def read_table(path: Path) -> pd.DataFrame:
 
     For callers that must select rows before validation (e.g. per-family unit conversion).
     """
-    check_input_file(path, "data")
+    url = store_url(path)
+    if url is not None:
+        from scalinglab.data.store import RunStore
+
+        return RunStore(url, create=False).observations()
+    if path.is_dir():
+        check_input_file(path, "data")  # says it is a directory, whatever its suffix
     fmt = file_format(path)
+    check_input_file(path, "data")
     if fmt == "sqlite":
         from scalinglab.data.store import RunStore
 
@@ -209,8 +252,9 @@ def load_observations(
         if SOURCE_ROW not in raw.columns:
             raw[SOURCE_ROW] = np.arange(1, len(raw) + 1)
     else:
+        url = store_url(source)
         path = Path(source)
-        name = path.name
+        name = path.name if url is None else masked_url(url)
         raw = read_table(path)
         raw[SOURCE_ROW] = np.arange(1, len(raw) + 1)
     if raw.empty:

@@ -26,8 +26,8 @@ not seen), so one vectorised L-BFGS run replaces hundreds of separate fits.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -54,7 +54,7 @@ from scalinglab.evaluation.subspace import (
 )
 from scalinglab.fitting import RobustLoss
 from scalinglab.fitting.engine import LawObjective
-from scalinglab.fitting.optimize import batched_lbfgs
+from scalinglab.fitting.optimize import BatchObjective, batched_lbfgs
 from scalinglab.fitting.parameters import ParameterMap
 from scalinglab.laws.base import FloatArray, Law, get_law
 
@@ -90,6 +90,9 @@ class FitChoice:
         ``"all"`` intermediate checkpoints, or each run's ``"final"`` visible one.
     min_tokens
         Early-token cutoff, tokens.
+    min_fraction
+        Checkpoints before this fraction of each run's length are left out too (the
+        Hitchhiker's guide: all checkpoints after 10% of training).
     parameters
         ``"all"`` five fitted; ``"fixed_exponents"``: α and β held at the collection's median;
         ``"relations"``: α and β follow ``log A`` and ``log B`` linearly (3 fitted);
@@ -102,6 +105,7 @@ class FitChoice:
     min_tokens: float = GUIDE_MIN_TOKENS
     parameters: ParameterChoice = "all"
     weighting: Weighting = "run"
+    min_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.checkpoints not in ("all", "final"):
@@ -113,6 +117,8 @@ class FitChoice:
             )
         if not (math.isfinite(self.min_tokens) and self.min_tokens >= 0):
             raise InputError("the early-token cutoff must be >= 0", value=self.min_tokens)
+        if not 0.0 <= self.min_fraction < 1.0:
+            raise InputError("min_fraction must be in [0, 1)", value=self.min_fraction)
 
     @property
     def needs_collection(self) -> bool:
@@ -121,8 +127,9 @@ class FitChoice:
 
     def describe(self) -> str:
         """One line for tables."""
+        start = f" from {self.min_fraction:.0%} of each run" if self.min_fraction else ""
         return (
-            f"{self.checkpoints} checkpoints, cutoff {self.min_tokens:.3g} tokens, "
+            f"{self.checkpoints} checkpoints{start}, cutoff {self.min_tokens:.3g} tokens, "
             f"parameters: {self.parameters}, weighting: {self.weighting}"
         )
 
@@ -135,18 +142,27 @@ CHOICES: dict[str, FitChoice] = {
     "fixed_exponents": FitChoice(parameters="fixed_exponents"),
     "relations": FitChoice(parameters="relations"),
     "pca": FitChoice(parameters="pca"),
+    # the Hitchhiker's guide's practice: every checkpoint after 10% of each run, five free
+    "guide": FitChoice(min_tokens=0.0, min_fraction=0.1),
 }
 #: the comparisons the standard grid answers: factor → the choices compared
 FACTORS: dict[str, tuple[str, ...]] = {
     "checkpoints": ("default", "final_only"),
-    "cutoff": ("default", "no_cutoff"),
+    "cutoff": ("default", "no_cutoff", "guide"),
     "parameters": ("default", "fixed_exponents", "relations", "pca"),
 }
 
 
 @dataclass
 class BacktestResult:
-    """One forecast of one target under one scenario and fitting choice."""
+    """One forecast of one target under one scenario and fitting choice.
+
+    ``extrapolation`` is the compute ratio forecast: the target's N·D at its last checkpoint
+    over the largest N·D the fit saw. ``plausible`` says whether the forecast of the target's
+    last checkpoint is below every loss its source run showed (the largest training model,
+    or the target's own seen part): a model at least as large trained on at least as many
+    tokens does not end worse. ``None`` where that comparison does not apply.
+    """
 
     family: str
     target: str
@@ -161,6 +177,8 @@ class BacktestResult:
     train_runs: list[str]
     params: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    extrapolation: float = math.nan
+    plausible: bool | None = None
 
     @property
     def beats_baselines(self) -> bool:
@@ -198,6 +216,8 @@ class BacktestReport:
                     "are": r.are,
                     **{f"are_{b}": r.baselines.get(b, math.nan) for b in BASELINES},
                     "beats_baselines": r.beats_baselines,
+                    "extrapolation": r.extrapolation,
+                    "plausible": r.plausible,
                     "n_train_points": r.n_train_points,
                     "n_test_points": r.n_test_points,
                     "error": r.error,
@@ -208,17 +228,20 @@ class BacktestReport:
     def comparisons(self) -> dict[str, pd.DataFrame]:
         """ARE tables for each factor of :data:`FACTORS`, each against the baselines.
 
-        Each table has a row per family: the median ARE of every compared choice over the
+        A factor is compared when the report has its reference choice and at least one
+        other. Each table has a row per family: the median ARE of every compared choice over the
         scenarios where all of them produced a forecast, the median ARE of each baseline over
         the same scenarios, and the scenario count. A last row ``all`` pools every family.
         """
         table = self.table()
         out: dict[str, pd.DataFrame] = {}
         keys = ["family", "target", "k", "fraction", "target_fraction"]
-        for factor, names in FACTORS.items():
-            part = table[table["choice"].isin(names)]
-            if part.empty or not set(names) <= set(part["choice"]):
+        for factor, compared in FACTORS.items():
+            # the factor's choices this report has (the first is the reference)
+            names = tuple(n for n in compared if n in set(table["choice"]))
+            if len(names) < 2 or names[0] != compared[0]:
                 continue
+            part = table[table["choice"].isin(names)]
             wide = part.pivot_table(index=keys, columns="choice", values="are", aggfunc="first")
             wide = wide.reindex(columns=list(names)).dropna()
             if wide.empty:
@@ -484,14 +507,24 @@ def parameterisation(
     return Parameterisation(law, pmap, z, fixed)
 
 
-def _solve(
+def solve_weight_rows(
     variant: Parameterisation,
-    x: Mapping[str, FloatArray],
-    log_y: FloatArray,
     weights: FloatArray,
-    loss: RobustLoss,
+    make_objective: Callable[[FloatArray, NDArray[np.intp]], BatchObjective],
 ) -> tuple[FloatArray, FloatArray]:
     """Fit every weight row from every start at once; best θ ``(rows, p)`` and objective.
+
+    Parameters
+    ----------
+    variant
+        The law's parameter map and starts (every row runs from every start: each refit
+        explores, none is seeded from another's solution).
+    weights
+        Per-point weights, one row per problem (scenario, bootstrap replicate), ``(rows, n)``.
+    make_objective
+        ``(weights per problem (rows·m, n), row of each problem (rows·m,))`` → the batched
+        objective (:class:`~scalinglab.fitting.LawObjective`, or one whose law depends on the
+        row).
 
     Each row's weights are scaled so that its best start's objective is 1: the optimiser's
     relative tolerance then means the same for every row, however small its residuals.
@@ -499,13 +532,12 @@ def _solve(
     m = variant.starts.shape[0]
     rows = weights.shape[0]
     z0 = np.tile(variant.starts, (rows, 1))
+    owner = np.repeat(np.arange(rows), m)
     w = np.repeat(weights, m, axis=0)
-    start_f, _ = LawObjective(variant.law, variant.pmap, x, log_y, w, loss)(z0, np.arange(rows * m))
+    start_f, _ = make_objective(w, owner)(z0, np.arange(rows * m))
     start_f = np.where(np.isfinite(start_f), start_f, np.inf).reshape(rows, m).min(axis=1)
     scale = np.where(np.isfinite(start_f) & (start_f > 0), 1.0 / start_f, 1.0)
-    objective = LawObjective(
-        variant.law, variant.pmap, x, log_y, w * np.repeat(scale, m)[:, None], loss
-    )
+    objective = make_objective(w * np.repeat(scale, m)[:, None], owner)
     # rows hold different problems: never merge or race them against each other
     res = batched_lbfgs(
         objective,
@@ -520,6 +552,21 @@ def _solve(
     best = np.argmin(f, axis=1)
     z = res.z.reshape(rows, m, -1)[np.arange(rows), best]
     return variant.pmap.theta(z), f[np.arange(rows), best] / scale
+
+
+def _solve(
+    variant: Parameterisation,
+    x: Mapping[str, FloatArray],
+    log_y: FloatArray,
+    weights: FloatArray,
+    loss: RobustLoss,
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`solve_weight_rows` of the variant's law on ``(x, log y)``."""
+    return solve_weight_rows(
+        variant,
+        weights,
+        lambda w, _owner: LawObjective(variant.law, variant.pmap, x, log_y, w, loss),
+    )
 
 
 def _base_params(law: Law, theta: FloatArray) -> dict[str, float]:
@@ -545,13 +592,7 @@ def _thin_mask(
 
 
 def _seen(
-    fam: _Family,
-    pool: NDArray[np.intp],
-    k: int,
-    p: float,
-    q: float,
-    cutoff: float,
-    final_only: bool,
+    fam: _Family, pool: NDArray[np.intp], k: int, p: float, q: float, choice: FitChoice
 ) -> NDArray[np.intp]:
     """Indices (into the family arrays) of the pool checkpoints a scenario's fit sees."""
     code = fam.code[pool]
@@ -560,8 +601,12 @@ def _seen(
     rank = fam.run_size_rank[code]
     train = (rank >= 0) & (rank < k) & (tokens <= p * length * (1 + _EPS))
     target = (code == fam.target_code) & (tokens <= q * length * (1 + _EPS)) if q > 0 else False
-    mask = (train | target) & (tokens >= cutoff)
-    if final_only and mask.any():
+    mask = (
+        (train | target)
+        & (tokens >= choice.min_tokens)
+        & (tokens >= choice.min_fraction * length * (1 - _EPS))
+    )
+    if choice.checkpoints == "final" and mask.any():
         last = np.zeros(len(fam.runs))
         np.maximum.at(last, code[mask], tokens[mask])
         mask &= tokens == last[code]
@@ -580,6 +625,27 @@ def _baselines(fam: _Family, k: int, p: float, q: float) -> FloatArray | None:
     return fam.loss[r][seen] if seen.any() else None
 
 
+def _ceiling(fam: _Family, k: int, p: float, q: float) -> float | None:
+    """The lowest visible loss a plausible forecast of the target's end must be below.
+
+    The source run's (see :func:`_baselines`): a model at least as large, trained on at least
+    as many tokens, does not end worse. ``None`` where the target is not both.
+    """
+    t = fam.rows_of(fam.target_code)
+    final_tokens = fam.tokens[t][-1]
+    if q > 0:
+        rows, limit = t, q * fam.run_length[fam.target_code]
+    else:
+        source = fam.largest_training_run(k)
+        if fam.params[fam.rows_of(source)][0] > fam.params[t][0]:
+            return None
+        rows, limit = fam.rows_of(source), p * fam.run_length[source]
+    seen = fam.tokens[rows] <= limit * (1 + _EPS)
+    if not seen.any() or fam.tokens[rows][seen].max() > final_tokens:
+        return None
+    return float(fam.loss[rows][seen].min())
+
+
 def backtest_family(
     observations: pd.DataFrame,
     family: str,
@@ -594,6 +660,7 @@ def backtest_family(
     test_from: float = TEST_FROM,
     max_per_run: int | None = DEFAULT_MAX_PER_RUN,
     loss: RobustLoss | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[BacktestResult]:
     """Backtest one family over a grid of scenarios and fitting choices.
 
@@ -624,6 +691,9 @@ def backtest_family(
         Thin each run to this many checkpoints for fitting (``None``: all).
     loss
         Robust loss of the objective; default Huber(1e-3) on log residuals.
+    progress
+        Called as ``progress(done, total)`` after each batch of fits (one per kind of
+        parameterisation).
 
     Returns
     -------
@@ -686,7 +756,9 @@ def backtest_family(
 
     results: list[BacktestResult] = []
     # choices sharing a parameterisation are solved in one batch
-    for parameters in sorted(variants):
+    for done, parameters in enumerate(sorted(variants)):
+        if progress is not None:
+            progress(done, len(variants))
         variant = variants[parameters]
         weight_rows: list[FloatArray] = []
         pending: list[tuple[BacktestResult, FloatArray, FloatArray]] = []
@@ -725,7 +797,7 @@ def backtest_family(
                 if isinstance(variant, str):
                     result.error = variant
                     continue
-                seen = _seen(fam, pool, k, p, q, choice.min_tokens, choice.checkpoints == "final")
+                seen = _seen(fam, pool, k, p, q, choice)
                 result.n_train_points = int(seen.size)
                 n_free = len(variant.pmap.free)
                 distinct = len(
@@ -734,13 +806,17 @@ def backtest_family(
                 if distinct <= n_free:
                     result.error = (
                         f"{distinct} distinct (params, tokens) point(s) seen at or after "
-                        f"{choice.min_tokens:.3g} tokens within {p:g} of each run; "
+                        f"{choice.min_tokens:.3g} tokens and {choice.min_fraction:g} of each "
+                        f"run, within {p:g} of it; "
                         f"{n_free} free parameters need more"
                     )
                     continue
                 w = np.zeros(pool.size)
                 w[pool_pos[seen]] = group_weights(fam.code[seen], choice.weighting)
                 weight_rows.append(w)
+                result.extrapolation = float(
+                    fam.params[t][-1] * target_total / np.max(fam.params[seen] * fam.tokens[seen])
+                )
                 pending.append(
                     (result, test_loss, np.column_stack([test_x["params"], test_x["tokens"]]))
                 )
@@ -763,6 +839,11 @@ def backtest_family(
                 continue
             result.are = are(pred, test_loss)
             result.params = _base_params(variant.law, th)
+            ceiling = _ceiling(fam, result.k, result.fraction, result.target_fraction)
+            if ceiling is not None:
+                result.plausible = bool(0 < pred[-1] < ceiling)
+    if progress is not None:
+        progress(len(variants), len(variants))
     return results
 
 
@@ -777,6 +858,7 @@ def backtest_all(
     law: str | Law = "chinchilla",
     max_per_run: int | None = DEFAULT_MAX_PER_RUN,
     workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestReport:
     """Backtest every family with at least three model sizes, each forecasting its largest.
 
@@ -795,6 +877,9 @@ def backtest_all(
         Fitted parameters by family; default computed from ``observations``.
     workers
         Processes that backtest families in parallel (1: in this process).
+    progress
+        Called as ``progress(done, total)``: 0 before the collection's fits, then as each
+        family's backtest finishes.
 
     Returns
     -------
@@ -808,6 +893,8 @@ def backtest_all(
         raise InputError("workers must be at least 1", value=workers)
     base = get_law(law) if isinstance(law, str) else law
     choices = dict(CHOICES if choices is None else choices)
+    if progress is not None:
+        progress(0, observations["family"].nunique())
     if collection is None and any(c.needs_collection for c in choices.values()):
         collection = collection_for(observations, base, max_per_run=max_per_run)
     skipped = dict(observations.attrs.get("skipped_families", {}))
@@ -832,11 +919,21 @@ def backtest_all(
         )
         for family in frames
     ]
+
+    def finished(done: int) -> None:
+        if progress is not None:
+            progress(done, len(tasks))
+
     if workers == 1:
-        outcomes = [_family_task(frames[f], f, opts) for f, opts in tasks]
+        outcomes = []
+        for f, opts in tasks:
+            outcomes.append(_family_task(frames[f], f, opts))
+            finished(len(outcomes))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(_family_task, frames[f], f, opts) for f, opts in tasks]
+            for done, _ in enumerate(as_completed(futures), start=1):
+                finished(done)
             outcomes = [fut.result() for fut in futures]
     results: list[BacktestResult] = []
     for (family, _), outcome in zip(tasks, outcomes, strict=True):
@@ -866,6 +963,7 @@ def collection_for(
     min_tokens: float = GUIDE_MIN_TOKENS,
     max_per_run: int | None = DEFAULT_MAX_PER_RUN,
     weighting: Weighting = "run",
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Fit a law to each group of runs (a family): the collection to borrow parameters from.
 
@@ -886,6 +984,8 @@ def collection_for(
     min_tokens, max_per_run, weighting
         Checkpoint selection and weights, as in
         :func:`~scalinglab.evaluation.checkpoints.fit_checkpoints`.
+    progress
+        Called as ``progress(done, total)`` after each group.
 
     Returns
     -------
@@ -902,7 +1002,10 @@ def collection_for(
     skipped: dict[str, str] = {}
     plain = observations.copy()
     plain.attrs = {}  # pandas deep-copies attrs on every operation
-    for group, df in plain.groupby(by, sort=True):
+    groups = plain.groupby(by, sort=True)
+    for done, (group, df) in enumerate(groups):
+        if progress is not None:
+            progress(done, groups.ngroups)
         sizes = df["params"].nunique()
         if sizes < min_sizes:
             skipped[str(group)] = f"{sizes} model size(s), fewer than {min_sizes}"
@@ -936,6 +1039,8 @@ def collection_for(
             "n_points": float(len(points)),
             "objective": float(objective[0]),
         }
+    if progress is not None:
+        progress(groups.ngroups, groups.ngroups)
     table = pd.DataFrame.from_dict(
         rows, orient="index", columns=[*base.param_names, "n_points", "objective"]
     )

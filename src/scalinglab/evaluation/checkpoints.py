@@ -190,6 +190,7 @@ def fit_checkpoints(
     max_per_run: int | None = None,
     weighting: Weighting = "run",
     fixed: Mapping[str, float] | None = None,
+    min_fraction: float = 0.0,
     **options: Any,
 ) -> Fit:
     """Fit a law to the checkpoints of several runs.
@@ -204,6 +205,8 @@ def fit_checkpoints(
         Early-token cutoff in tokens (Choshen et al. use :data:`GUIDE_MIN_TOKENS`).
     max_fraction
         Fit on the first fraction of each run only (1 uses the whole run).
+    min_fraction
+        Leave out each run's checkpoints before this fraction of its length.
     final_only
         Fit on each run's last selected checkpoint only.
     max_per_run
@@ -230,6 +233,7 @@ def fit_checkpoints(
     points = select_checkpoints(
         observations,
         min_tokens=min_tokens,
+        min_fraction=min_fraction,
         max_fraction=max_fraction,
         final_only=final_only,
         max_per_run=max_per_run,
@@ -237,7 +241,7 @@ def fit_checkpoints(
     if points.empty:
         raise FitError(
             f"no checkpoint left to fit: {len(observations)} rows, none at or after "
-            f"{min_tokens:g} tokens within the first {max_fraction:g} of its run"
+            f"{min_tokens:g} tokens between {min_fraction:g} and {max_fraction:g} of its run"
         )
     result = fit_law(
         law_obj,
@@ -250,6 +254,7 @@ def fit_checkpoints(
     )
     result.options["checkpoints"] = {
         "min_tokens": min_tokens,
+        "min_fraction": min_fraction,
         "max_fraction": max_fraction,
         "final_only": final_only,
         "max_per_run": max_per_run,

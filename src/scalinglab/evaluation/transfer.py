@@ -5,8 +5,16 @@ measured on one ``dataset``. Two losses are paired model by model when they shar
 (train-to-test: one model, two datasets) and by identical ``(params, tokens)`` otherwise
 (train-to-train and test-to-test: two models of the same size and data budget trained on two
 corpora). The pairs are fitted with the shifted power law
-``L_y = K · (L_x − E_x)^κ + E_y`` (:class:`scalinglab.laws.transfer.ShiftedPowerLaw`), with
-``E_x`` and ``E_y`` taken from per-loss compute fits or fitted jointly.
+``L_y = K · (L_x − E_x)^κ + E_y`` (:class:`scalinglab.laws.transfer.ShiftedPowerLaw`).
+
+By default (``irreducible="joint"``) ``E_x`` and ``E_y`` are fitted with ``K`` and ``κ``, each
+bounded above by the irreducible loss of its own compute fit: every loss the law will be asked
+to translate lies above the compute law's floor, so the fit stays valid for them, while the
+pairs choose how much of the floor the relation between the two losses needs. The paper's
+method holds them *at* the compute fits' floors (``irreducible="kaplan_lse"``). Chosen on the
+training budgets only (see ``benchmarks/transfer.py``): on the Brandfonbrener et al. sweep,
+fitted up to 2.1e18 and 4.6e18 FLOPs and scored on the next budget, the bounded joint fit
+halved the held-floor fit's error.
 """
 
 from __future__ import annotations
@@ -24,7 +32,15 @@ from numpy.typing import ArrayLike
 from scalinglab.data.runs import final_rows
 from scalinglab.errors import FitError, InputError
 from scalinglab.evaluation.metrics import are
-from scalinglab.fitting import Fit, fit, fit_law
+from scalinglab.evaluation.transfer_bootstrap import (
+    BELOW_LOWEST,
+    ConfigResamples,
+    Floor,
+    compute_replicates,
+    pair_replicates,
+)
+from scalinglab.fitting import Diagnostic, Fit, fit, fit_law
+from scalinglab.fitting.result import IntervalKind
 from scalinglab.laws.base import FloatArray, get_law
 from scalinglab.laws.transfer import ShiftedPowerLaw
 from scalinglab.user_input import read_json
@@ -34,9 +50,13 @@ OWN_DATASET = "train"
 #: compute laws whose irreducible loss can serve as E_x, E_y
 ComputeLaw = Literal["kaplan_lse", "chinchilla"]
 COMPUTE_LAWS: tuple[str, ...] = ("kaplan_lse", "chinchilla")
-#: how the irreducible losses E_x, E_y are obtained
-Irreducible = Literal["kaplan_lse", "chinchilla", "joint"]
-IRREDUCIBLE_CHOICES: tuple[str, ...] = ("kaplan_lse", "chinchilla", "joint")
+#: how the irreducible losses E_x, E_y are obtained: fitted below the compute fits' floors
+#: ("joint"), or held at them (a compute law's name, the paper's method)
+Irreducible = Literal["joint", "kaplan_lse", "chinchilla"]
+IRREDUCIBLE_CHOICES: tuple[str, ...] = ("joint", "kaplan_lse", "chinchilla")
+DEFAULT_IRREDUCIBLE: Irreducible = "joint"
+#: starts of a free E_x or E_y, as fractions of its upper bound
+JOINT_START_FRACTIONS: tuple[float, ...] = (0.0, 0.3, 0.6, 0.9, 0.99)
 #: significant digits to which (params, tokens) must agree for two runs to pair
 PAIR_DIGITS = 6
 
@@ -357,6 +377,33 @@ class TransferFit:
         check_domain(values, self.fit.params["E_x"], what=f"loss on '{self.x}'")
         return self.fit.predict({"loss_x": values})
 
+    def predict_interval(
+        self,
+        loss_x: ArrayLike,
+        level: float = 0.95,
+        *,
+        kind: IntervalKind = "prediction",
+    ) -> tuple[FloatArray, FloatArray]:
+        """Bootstrap interval of the loss on ``y`` (nats) at ``loss_x``.
+
+        ``"confidence"``: the law's uncertainty (its replicates, floors refitted in each);
+        ``"prediction"``: a new model's loss, the law's uncertainty plus the scatter of models
+        about it (see :meth:`scalinglab.fitting.Fit.predict_interval`). A replicate whose
+        ``E_x`` is not below a loss cannot translate it and is left out there.
+
+        Raises
+        ------
+        FitError
+            If the fit has no bootstrap replicates.
+        InputError
+            If a ``loss_x`` is not above ``E_x``, or ``kind`` is unknown.
+        """
+        values = np.atleast_1d(np.asarray(loss_x, dtype=float))
+        check_domain(values, self.fit.params["E_x"], what=f"loss on '{self.x}'")
+        if kind not in ("confidence", "prediction"):
+            raise InputError("kind must be 'confidence' or 'prediction'", value=kind)
+        return self.fit.predict_interval({"loss_x": values}, level, kind=kind)
+
     def in_sample_are(self) -> float:
         """Mean absolute relative error of the fit on its own pairs."""
         pred = self.fit.predict({"loss_x": self.pairs["loss_x"].to_numpy()})
@@ -441,14 +488,31 @@ def fit_pairs(
     *,
     e_x: float | None = None,
     e_y: float | None = None,
+    e_x_max: float | None = None,
+    e_y_max: float | None = None,
     what: str = "loss_x",
     bootstrap: int = 0,
     seed: int = 0,
 ) -> Fit:
     """Fit the shifted power law to pairs, with ``E_x``/``E_y`` fixed where given.
 
-    A free ``E_x`` is bounded below the smallest ``loss_x`` and a free ``E_y`` below the
-    smallest ``loss_y``, and started at fractions of them.
+    A free ``E_x`` is bounded above by ``e_x_max`` (when given) and a relative 1e-6 below the
+    smallest ``loss_x``, a free ``E_y`` likewise, and each is started at fractions
+    (:data:`JOINT_START_FRACTIONS`) of its upper bound.
+
+    Parameters
+    ----------
+    pairs
+        ``loss_x``, ``loss_y`` (nats), ``run_id_x``, ``run_id_y`` (see :func:`pair_losses`).
+    e_x, e_y
+        Hold the irreducible loss at this value.
+    e_x_max, e_y_max
+        Upper bound of a free irreducible loss (e.g. its compute fit's floor).
+    what
+        Names ``loss_x`` in error messages.
+    bootstrap, seed
+        Pair-resampled refits with the floors as given (:func:`fit_transfer` also refits
+        the compute fits that give them).
 
     Raises
     ------
@@ -461,18 +525,20 @@ def fit_pairs(
     fixed: dict[str, float] = {}
     bounds: dict[str, tuple[float, float]] = {}
     grid: dict[str, Sequence[float]] = {}
-    fractions = (0.3, 0.6, 0.9)
-    if e_x is None:
-        bounds["E_x"] = (0.0, float(loss_x.min()) * (1.0 - 1e-6))
-        grid["E_x"] = [f * float(loss_x.min()) for f in fractions]
-    else:
-        check_domain(loss_x, e_x, what=what, run_ids=pairs["run_id_x"].to_numpy())
-        fixed["E_x"] = e_x
-    if e_y is None:
-        bounds["E_y"] = (0.0, float(loss_y.min()))
-        grid["E_y"] = [f * float(loss_y.min()) for f in fractions]
-    else:
-        fixed["E_y"] = e_y
+    for name, value, cap, losses in (("E_x", e_x, e_x_max, loss_x), ("E_y", e_y, e_y_max, loss_y)):
+        if value is not None:
+            if name == "E_x":
+                check_domain(losses, value, what=what, run_ids=pairs["run_id_x"].to_numpy())
+            fixed[name] = value
+            continue
+        top = float(losses.min()) * (1.0 - BELOW_LOWEST)
+        if cap is not None:
+            top = min(top, max(float(cap), 0.0))
+        if top > 0:
+            bounds[name] = (0.0, top)
+            grid[name] = [f * top for f in JOINT_START_FRACTIONS]
+        else:
+            fixed[name] = 0.0  # a compute fit whose floor collapsed to 0 leaves no room
     return fit_law(
         law,
         {"loss_x": loss_x},
@@ -491,11 +557,13 @@ def fit_transfer(
     x: LossRef | str,
     y: LossRef | str,
     *,
-    irreducible: Irreducible = "kaplan_lse",
+    irreducible: Irreducible = DEFAULT_IRREDUCIBLE,
+    compute_law: ComputeLaw = "kaplan_lse",
     final_only: bool = True,
     compute_fits: MutableMapping[LossRef, Fit] | None = None,
     bootstrap: int = 0,
     seed: int = 0,
+    resamples: ConfigResamples | None = None,
 ) -> TransferFit:
     """Fit the loss-to-loss law from loss ``x`` to loss ``y``.
 
@@ -506,15 +574,24 @@ def fit_transfer(
     x, y
         The losses, as :class:`LossRef` or ``"FAMILY[:DATASET]"`` text.
     irreducible
-        ``"kaplan_lse"`` or ``"chinchilla"``: E_x and E_y are the irreducible losses of that
-        compute law fitted to each loss separately (the paper's method); ``"joint"``: E_x and
-        E_y are fitted together with K and κ on the pairs alone.
+        ``"joint"`` (default): E_x and E_y fitted with K and κ, each at most the irreducible
+        loss of ``compute_law`` fitted to its loss alone; ``"kaplan_lse"`` or
+        ``"chinchilla"``: E_x and E_y held at that compute law's irreducible losses (the
+        paper's method).
+    compute_law
+        The compute law whose floors bound the joint fit's E_x and E_y.
     final_only
         Use only each run's last measurement.
     compute_fits
         Cache of compute fits by loss (see :func:`compute_fit`).
     bootstrap, seed
-        Pair-resampled refits for confidence intervals on K and κ.
+        Replicates for intervals: model configurations are resampled, and in every replicate
+        the compute fits of x and y are refitted before K, κ (and a joint fit's E_x, E_y),
+        so that the intervals carry the floors' uncertainty (see
+        :mod:`scalinglab.evaluation.transfer_bootstrap`).
+    resamples
+        Draws to use instead of drawing ``bootstrap`` new ones (to share them, and the
+        compute fits' replicates they cache, across pairs).
 
     Raises
     ------
@@ -527,23 +604,130 @@ def fit_transfer(
         raise InputError(
             f"irreducible must be one of {', '.join(IRREDUCIBLE_CHOICES)}", value=irreducible
         )
+    law = compute_law if irreducible == "joint" else irreducible
+    if law not in COMPUTE_LAWS:
+        raise InputError(f"compute_law must be one of {', '.join(COMPUTE_LAWS)}", value=law)
     pairs = pair_losses(observations, x_ref, y_ref, final_only=final_only)
+    cache = compute_fits if compute_fits is not None else {}
     fits: dict[str, Fit] = {}
-    if irreducible != "joint":
-        cache = compute_fits if compute_fits is not None else {}
-        for tag, ref in (("x", x_ref), ("y", y_ref)):
-            fits[tag] = compute_fit(
-                observations, ref, law=irreducible, final_only=final_only, cache=cache
+    notes: list[Diagnostic] = []
+    for tag, ref in (("x", x_ref), ("y", y_ref)):
+        try:
+            fits[tag] = compute_fit(observations, ref, law=law, final_only=final_only, cache=cache)
+        except FitError as err:
+            if irreducible != "joint":
+                raise
+            # the joint fit can do without: its floor is then bounded by the data alone
+            notes.append(
+                Diagnostic(
+                    "note",
+                    f"E_{tag} is bounded by the lowest observed loss only (no {law} fit of "
+                    f"'{ref}': {err}); losses below it cannot be translated",
+                    f"add runs of '{ref}' so that its compute law can be fitted",
+                    f"E_{tag}",
+                )
             )
+    floor = {tag: irreducible_of(f) for tag, f in fits.items()}
+    joint = irreducible == "joint"
     result = fit_pairs(
         pairs,
-        e_x=irreducible_of(fits["x"]) if fits else None,
-        e_y=irreducible_of(fits["y"]) if fits else None,
+        e_x=None if joint else floor["x"],
+        e_y=None if joint else floor["y"],
+        e_x_max=floor.get("x"),
+        e_y_max=floor.get("y"),
         what=f"loss on '{x_ref}'",
-        bootstrap=bootstrap,
-        seed=seed,
     )
+    if joint:
+        _explain_free_floors(result)
+    result.diagnostics.extend(notes)
+    if bootstrap or resamples is not None:
+        draws = resamples or ConfigResamples.draw(observations, bootstrap, seed)
+        _bootstrap_transfer(
+            result, observations, pairs, x_ref, y_ref, fits, joint, draws, final_only
+        )
     return TransferFit(x_ref, y_ref, result, irreducible, pairs, fits)
+
+
+#: the engine's flags that, for the joint fit, only restate that the pairs do not pin the floors
+RIDGE_FLAGS = ("floor_collapsed", "at_bound", "ill_conditioned", "near_ties")
+
+
+def _explain_free_floors(result: Fit) -> None:
+    """Replace the flags of the joint fit's expected ridge by one note that says what to do.
+
+    The pairs fit about equally well anywhere from "no floors" to the compute fits' floors (a
+    flat valley that the engine reports as collapsed floors, a bound, an ill-conditioned
+    direction, near ties). The default keeps them free because that forecasts larger models
+    best; what the user needs to know is the spread it leaves in forecasts.
+    """
+    ridge = [
+        d
+        for d in result.diagnostics
+        if d.code in RIDGE_FLAGS and d.parameter in (None, "E_x", "E_y")
+    ]
+    if not ridge:
+        return
+    result.diagnostics = [d for d in result.diagnostics if d not in ridge]
+    p = result.params
+    result.diagnostics.append(
+        Diagnostic(
+            "note",
+            f"the pairs do not pin the floors (E_x = {p['E_x']:.3g}, E_y = {p['E_y']:.3g}): "
+            "values from 0 to the compute fits' floors fit about as well",
+            "fit with --bootstrap to see the spread this leaves in forecasts, or hold the "
+            "floors at the compute fits' with --irreducible kaplan_lse",
+        )
+    )
+
+
+def _bootstrap_transfer(
+    result: Fit,
+    observations: pd.DataFrame,
+    pairs: pd.DataFrame,
+    x_ref: LossRef,
+    y_ref: LossRef,
+    fits: Mapping[str, Fit],
+    joint: bool,
+    draws: ConfigResamples,
+    final_only: bool,
+) -> None:
+    """Fill ``result``'s bootstrap replicates, the compute fits refitted in each."""
+    floors: dict[str, Floor] = {}
+    for tag, ref in (("x", x_ref), ("y", y_ref)):
+        if tag not in fits:
+            floors[tag] = Floor(np.full(draws.n_boot, np.inf), free=True)
+            continue
+        key = (str(ref), fits[tag].law.name, final_only)
+        if key not in draws.fitted:
+            rows = select_losses(observations, ref, final_only=final_only)
+            replicates = compute_replicates(fits[tag], rows, draws)
+            name = fits[tag].law.irreducible or ""
+            draws.fitted[key] = replicates[:, fits[tag].law.param_names.index(name)]
+        floors[tag] = Floor(draws.fitted[key], free=joint)
+    weights = draws.weights(pairs["params"], pairs["tokens"])
+    theta = pair_replicates(
+        pairs["loss_x"].to_numpy(dtype=float),
+        pairs["loss_y"].to_numpy(dtype=float),
+        weights,
+        floors["x"],
+        floors["y"],
+    )
+    ok = np.all(np.isfinite(theta), axis=1)
+    if not ok.all():
+        result.diagnostics.append(
+            Diagnostic(
+                "bootstrap_failed",
+                f"{int(np.sum(~ok))} of {draws.n_boot} bootstrap replicates kept too few runs "
+                "to refit and were left out",
+                "add runs, or read the intervals as slightly too narrow",
+            )
+        )
+    result.bootstrap_params = theta[ok]
+    result.options.update(
+        bootstrap=draws.n_boot,
+        seed=draws.seed,
+        bootstrap_kind="configurations; compute fits of x and y refitted in each replicate",
+    )
 
 
 # -- translating a compute law --------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -13,13 +15,25 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 from threadpoolctl import ThreadpoolController
 
+from scalinglab.data.loaders import load_observations
 from scalinglab.data.runs import run_ids_trusted
+from scalinglab.data.schema import LossUnit
 from scalinglab.errors import FitError, InputError
-from scalinglab.fitting.objective import LossName, RobustLoss
-from scalinglab.fitting.optimize import BatchResult, batched_lbfgs
+from scalinglab.fitting.bootstrap import (
+    BootstrapKind,
+    Dataset,
+    Progress,
+    SearchSpace,
+    choose_kind,
+)
+from scalinglab.fitting.bootstrap import bootstrap as bootstrap_refits
+from scalinglab.fitting.diagnostics import Diagnostic, diagnose
+from scalinglab.fitting.objective import LawObjective, LossName, RobustLoss
+from scalinglab.fitting.optimize import DEFAULT_RACE, RACE_MIN_STARTS, BatchResult, batched_lbfgs
 from scalinglab.fitting.parameters import ParameterMap
-from scalinglab.fitting.projection import Lattice, lattice_minima, project_starts
+from scalinglab.fitting.projection import Lattice, Projector, lattice_minima
 from scalinglab.fitting.result import Fit
+from scalinglab.fitting.uncertainty import estimate_noise
 from scalinglab.laws.base import FloatArray, Law, get_law
 from scalinglab.user_input import check_seed
 
@@ -31,52 +45,13 @@ DISTINCT_RTOL = 1e-2
 N_POLISH = 3
 #: relative objective gap beyond which a distinct candidate is not worth polishing
 POLISH_RTOL = 1e-2
-#: racing schedule for large grids: keep the best 2% of starts after 1 iteration, then the
-#: best quarter of those after 5 (on the Chinchilla data and the benchmark's synthetic data
-#: the survivors reach the same optimum as all 3,125 starts run to convergence)
-DEFAULT_RACE = ((1, 0.02), (5, 0.25))
-#: grids smaller than this are run in full
-RACE_MIN_STARTS = 200
+#: most bootstrap refits one fit may ask for (each is a full search; 1e5 already takes minutes)
+MAX_BOOTSTRAP = 100_000
 #: "fast": variable projection for laws linear in some parameters, racing for large grids of
 #: other laws; "full": every start of the grid run to convergence
 Search = Literal["fast", "full"]
 #: a polished solution: (z, objective, converged)
 Polished = tuple[FloatArray, float, bool]
-
-
-class LawObjective:
-    """Σ_i w_i ρ(log f(x_i; θ) − log y_i), batched over rows, with its gradient in z.
-
-    Public so that callers that batch many fits of one law (backtests: one row of weights per
-    scenario) can drive :func:`~scalinglab.fitting.optimize.batched_lbfgs` themselves.
-    ``weights`` is ``(n,)`` shared by every row, or ``(rows, n)``.
-    """
-
-    def __init__(
-        self,
-        law: Law,
-        pmap: ParameterMap,
-        x: Mapping[str, FloatArray],
-        log_y: FloatArray,
-        weights: FloatArray,
-        loss: RobustLoss,
-    ) -> None:
-        self.law, self.pmap, self.x, self.log_y, self.loss = law, pmap, x, log_y, loss
-        self.weights = weights  # (n,) shared, or (rows, n) one per row (bootstrap)
-
-    def __call__(self, z: FloatArray, rows: NDArray[np.intp]) -> tuple[FloatArray, FloatArray]:
-        theta = self.pmap.theta(z)
-        with np.errstate(all="ignore"):
-            log_f, dlog_f = self.law.log_predict(theta, self.x, grad=True)
-            rho, slope = self.loss.value_and_slope(log_f - self.log_y[None, :])
-            w = self.weights if self.weights.ndim == 1 else self.weights[rows]
-            value = np.sum(w * rho, axis=1)
-            g_theta = np.einsum("kn,knp->kp", w * slope, dlog_f)
-            g_z = self.pmap.grad_z(theta, g_theta)
-        bad = ~np.isfinite(value) | ~np.all(np.isfinite(g_z), axis=1)
-        value[bad] = np.inf
-        g_z[bad] = 0.0
-        return value, g_z
 
 
 def fit_law(
@@ -95,9 +70,11 @@ def fit_law(
     overestimate_penalty: float = 1.0,
     cap_irreducible: bool = False,
     bootstrap: int = 0,
+    bootstrap_kind: BootstrapKind = "auto",
     seed: int = 0,
     max_iter: int = 400,
     search: Search = "fast",
+    progress: Progress | None = None,
 ) -> Fit:
     """Fit a law to observed losses.
 
@@ -130,7 +107,13 @@ def fit_law(
     cap_irreducible
         Bound the law's irreducible loss above by the lowest observed loss.
     bootstrap
-        Number of run-resampled refits for confidence intervals (0: none).
+        Number of bootstrap refits for intervals (0: none). Each refit runs the whole start
+        search (never seeded from the point estimate), so the replicates explore every basin.
+    bootstrap_kind
+        ``"cases"``: resample whole runs (groups) with replacement. ``"parametric"``: keep the
+        runs, redraw their losses from the fitted law with the measured run-to-run noise
+        (calibrated where runs are few). ``"auto"``: ``"cases"`` with at least 10 runs per
+        free parameter, else ``"parametric"`` (see :mod:`scalinglab.fitting.bootstrap`).
     seed
         Seed of the bootstrap resampling; the fit is otherwise deterministic.
     max_iter
@@ -141,6 +124,9 @@ def fit_law(
         parameters (variable projection) and polish the lattice's local minima; for other
         laws, race grids of 200 starts or more (after a few iterations only the most
         promising starts go on). ``"full"``: run every start of the grid to convergence.
+        Bootstrap refits always search the projected lattice when the law has one.
+    progress
+        Called as ``progress(done, total)`` while the bootstrap refits run.
 
     Returns
     -------
@@ -164,9 +150,11 @@ def fit_law(
             overestimate_penalty=overestimate_penalty,
             cap_irreducible=cap_irreducible,
             bootstrap=bootstrap,
+            bootstrap_kind=bootstrap_kind,
             seed=seed,
             max_iter=max_iter,
             search=search,
+            progress=progress,
         )
 
 
@@ -186,9 +174,11 @@ def _fit_law(
     overestimate_penalty: float,
     cap_irreducible: bool,
     bootstrap: int,
+    bootstrap_kind: BootstrapKind,
     seed: int,
     max_iter: int,
     search: Search,
+    progress: Progress | None,
 ) -> Fit:
     check_seed(seed, "seed")
     robust = RobustLoss(loss, delta, overestimate_penalty)
@@ -208,11 +198,21 @@ def _fit_law(
 
     if search not in ("fast", "full"):
         raise FitError(f"unknown search '{search}'; use 'fast' or 'full'")
-    objective = LawObjective(law, pmap, feats, np.log(y_arr), w, robust)
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+        raise FitError(f"bootstrap must be between 0 and {MAX_BOOTSTRAP:,}, got {bootstrap}")
+    choose_kind(bootstrap_kind, 1, 1)  # an unknown kind fails before the work
+    log_y = np.log(y_arr)
+    objective = LawObjective(law, pmap, feats, log_y, w, robust)
     z0 = _starts(law, pmap, grid)
     polished: list[Polished] = []
     result: BatchResult | None = None
-    lattice = project_starts(law, pmap, z0, feats, y_arr, w) if search == "fast" else None
+    projector = Projector.build(law, pmap, z0, feats)
+    lattice = None
+    if projector is not None and search == "fast":
+        z_lattice = projector.solve(y_arr[None, :], w[None, :])[0]
+        lattice = Lattice(
+            np.clip(z_lattice, pmap.lower, pmap.upper), projector.shape, projector.axes
+        )
     method, trusted = "projection", False
     if lattice is not None:
         polished, trusted = _search_lattice(objective, pmap, lattice, max_iter)
@@ -228,10 +228,6 @@ def _fit_law(
     best_z, best_f, best_converged = min(polished, key=lambda p: p[1])
     theta_best = pmap.theta(best_z[None, :])[0]
 
-    warnings: list[str] = []
-    if not best_converged:
-        warnings.append("the optimiser did not converge at the best start; treat with care")
-    warnings.extend(_at_bound_warnings(best_z, pmap))
     if result is None:
         # the polished candidates are the solutions found; starts not polished were set aside
         pool_z = np.array([p[0] for p in polished])
@@ -246,20 +242,17 @@ def _fit_law(
         n_starts = int(result.z.shape[0])
         n_conv = int(np.sum(result.converged | (result.merged_into >= 0)))
         n_dropped = int(np.sum(result.dropped))
-    if ties:
-        warnings.append(
-            f"{len(ties)} distinct solution(s) fit within {TIE_RTOL:.0e} of the best objective: "
-            "the data may not identify every parameter (consider fixing or tying some)"
-        )
 
-    boot = None
-    if bootstrap:
-        boot, n_failed = _bootstrap(
-            objective, pmap, best_z, group_codes, w, bootstrap, seed, max_iter
-        )
-        if n_failed:
-            warnings.append(f"{n_failed} of {bootstrap} bootstrap refits did not converge")
-
+    with np.errstate(all="ignore"):
+        fitted_log = law.log_predict(theta_best[None, :], feats)[0]
+    noise = estimate_noise(log_y - fitted_log, w, group_codes, feats, law.inputs, len(pmap.free))
+    scale = law.extrapolation_scale(feats)
+    data_range = {
+        "loss": [float(np.min(y_arr)), float(np.max(y_arr))],
+        **{k: [float(np.min(feats[k])), float(np.max(feats[k]))] for k in law.inputs},
+    }
+    if scale is not None:
+        data_range["scale"] = [float(np.min(scale)), float(np.max(scale))]
     options: dict[str, Any] = {
         "loss": loss,
         "delta": delta,
@@ -268,11 +261,11 @@ def _fit_law(
         "fixed": dict(fixed or {}),
         "tie": dict(tie or {}),
         "bounds": {k: list(v) for k, v in bounds.items()},
-        "bootstrap": bootstrap,
+        "bootstrap": 0,
         "seed": seed,
         "search": method,
     }
-    return Fit(
+    point = Fit(
         law=law,
         params={name: float(v) for name, v in zip(pmap.names, theta_best, strict=True)},
         objective=float(best_f),
@@ -283,17 +276,154 @@ def _fit_law(
         n_starts_converged=n_conv,
         n_starts_dropped=n_dropped,
         near_ties=ties,
-        bootstrap_params=boot,
-        warnings=warnings,
+        noise=noise,
+        data_range=data_range,
         options=options,
+    )
+    if bootstrap:
+        context = SearchSpace(law, pmap, feats, robust, z0, projector, max_iter)
+        return _bootstrap(
+            [point], context, [(y_arr, w, group_codes)], bootstrap, bootstrap_kind, [seed], progress
+        )[0]
+    point.diagnostics = _diagnose(point, pmap, feats, y_arr, w)
+    return point
+
+
+def bootstrap_fits(
+    fits: Sequence[Fit],
+    x: Mapping[str, Any],
+    losses: Sequence[Any],
+    n_boot: int,
+    *,
+    groups: Any = None,
+    weights: Any = None,
+    kind: BootstrapKind = "auto",
+    seeds: Sequence[int] | None = None,
+    grid: FloatArray | Mapping[str, Sequence[float]] | None = None,
+    max_iter: int = 400,
+    progress: Progress | None = None,
+) -> list[Fit]:
+    """Bootstrap many point fits of one law on one design at once, all refits in one batch.
+
+    The fits must come from :func:`fit_law` on the same inputs ``x`` (and ``groups``,
+    ``weights``) with the same options, each on its own ``losses``; replicate data sets of a
+    simulation, for instance. Each gets ``n_boot`` exploring refits exactly as
+    ``fit_law(..., bootstrap=n_boot)`` would give it, with its diagnostics updated.
+
+    Parameters
+    ----------
+    fits
+        Point fits (``bootstrap=0``).
+    x, losses
+        The inputs they share, and each fit's observed losses.
+    n_boot, kind, seeds
+        Refits per fit, the scheme (see :func:`fit_law`), and each fit's seed (default: the
+        seed each fit was made with).
+    groups, weights, grid, max_iter
+        As given to :func:`fit_law`.
+    progress
+        Called as ``progress(done, total)`` while the refits run.
+
+    Returns
+    -------
+    list of Fit
+    """
+    if not fits:
+        return []
+    first = fits[0]
+    keys = ("loss", "delta", "overestimate_penalty", "fixed", "tie", "bounds")
+    for other in fits[1:]:
+        if other.law.config() != first.law.config() or type(other.law) is not type(first.law):
+            raise FitError("bootstrap_fits: every fit must be of the same law")
+        if any(other.options.get(k) != first.options.get(k) for k in keys):
+            raise FitError("bootstrap_fits: every fit must share its fitting options")
+    if len(losses) != len(fits):
+        raise FitError(f"bootstrap_fits: {len(losses)} loss arrays for {len(fits)} fits")
+    law = first.law
+    opts = first.options
+    robust = RobustLoss(opts["loss"], opts["delta"], opts["overestimate_penalty"])
+    pmap = ParameterMap.build(
+        law,
+        fixed=opts["fixed"],
+        tie=opts["tie"],
+        bounds={k: (float(v[0]), float(v[1])) for k, v in opts["bounds"].items()},
+    )
+    data = []
+    feats: dict[str, FloatArray] = {}
+    for y in losses:
+        feats, y_arr = _check_arrays(law, x, y)
+        w = _check_weights(weights, y_arr.size)
+        data.append((y_arr, w, _group_codes(groups, y_arr.size)))
+    z0 = _starts(law, pmap, grid)
+    projector = Projector.build(law, pmap, z0, feats)
+    context = SearchSpace(law, pmap, feats, robust, z0, projector, max_iter)
+    chosen = [int(f.options.get("seed", 0)) for f in fits] if seeds is None else list(seeds)
+    return _bootstrap(list(fits), context, data, n_boot, kind, chosen, progress)
+
+
+def _bootstrap(
+    fits: list[Fit],
+    context: SearchSpace,
+    data: Sequence[tuple[FloatArray, FloatArray, NDArray[np.intp]]],
+    n_boot: int,
+    kind: str,
+    seeds: Sequence[int],
+    progress: Progress | None,
+) -> list[Fit]:
+    """Refit every fit's data ``n_boot`` times; the fits with replicates and diagnostics."""
+    if not 0 <= n_boot <= MAX_BOOTSTRAP:
+        raise FitError(f"bootstrap must be between 0 and {MAX_BOOTSTRAP:,}, got {n_boot}")
+    pmap = context.pmap
+    chosen = choose_kind(kind, fits[0].n_groups, len(pmap.free))
+    datasets = [
+        Dataset(np.log(y), w, codes, pmap.z_from_theta(f.theta[None, :])[0], f.noise)
+        for f, (y, w, codes) in zip(fits, data, strict=True)
+    ]
+    refits = bootstrap_refits(context, datasets, n_boot, chosen, seeds, progress)
+    out = []
+    for f, r, (y, w, _), seed in zip(fits, refits, data, seeds, strict=True):
+        n_failed = int(np.sum(~r.converged))
+        options = f.options | {
+            "bootstrap": n_boot,
+            "bootstrap_kind": chosen,
+            "bootstrap_failed": n_failed,
+            "seed": seed,
+        }
+        booted = replace(f, bootstrap_params=r.theta, options=options)
+        booted.diagnostics = _diagnose(booted, pmap, context.x, y, w)
+        out.append(booted)
+    return out
+
+
+def _diagnose(
+    fit_result: Fit,
+    pmap: ParameterMap,
+    x: Mapping[str, FloatArray],
+    y: FloatArray,
+    weights: FloatArray,
+) -> list[Diagnostic]:
+    return diagnose(
+        fit_result.law,
+        pmap,
+        fit_result.theta,
+        x,
+        y,
+        weights,
+        n_groups=fit_result.n_groups,
+        converged=fit_result.converged,
+        near_ties=fit_result.near_ties,
+        bootstrap=fit_result.bootstrap_params,
+        bootstrap_failed=int(fit_result.options.get("bootstrap_failed", 0)),
     )
 
 
 def fit(
-    observations: pd.DataFrame,
+    observations: pd.DataFrame | str | Path,
     law: str | Law = "chinchilla",
     *,
     dataset: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    loss_unit: LossUnit = "nats",
     **options: Any,
 ) -> Fit:
     """Fit a law to an Observations table (see ``scalinglab.data``).
@@ -302,12 +432,16 @@ def fit(
     ----------
     observations
         Long table with the law's input columns and ``loss`` (nats); ``run_id``, when present,
-        groups checkpoints of one run for the bootstrap.
+        groups checkpoints of one run for the bootstrap. Or a file or run store, read by
+        :func:`~scalinglab.data.load_observations`.
     law
         A law or the name of a registered law (``"chinchilla"``, ``"kaplan"``, ...).
     dataset
         Which ``dataset`` the loss was measured on; required when the table holds several
         (losses on different datasets never share one law).
+    columns, loss_unit
+        The source's column names → ours (``{"Model Size": "params"}``) and the unit of its
+        losses; given either, a DataFrame is loaded (and validated) like a file.
     **options
         Any option of :func:`fit_law` except ``groups`` (taken from ``run_id``).
 
@@ -316,6 +450,8 @@ def fit(
     Fit
     """
     law_obj = get_law(law) if isinstance(law, str) else law
+    if not isinstance(observations, pd.DataFrame) or columns or loss_unit != "nats":
+        observations = load_observations(observations, columns=columns, loss_unit=loss_unit)
     if "loss" not in observations.columns:
         raise InputError("the table has no 'loss' column")
     observations = select_dataset(observations, dataset)
@@ -551,15 +687,6 @@ def _polish(objective: LawObjective, z0: FloatArray, pmap: ParameterMap, max_ite
     return np.asarray(res.x, dtype=float), float(res.fun) * scale, bool(res.success)
 
 
-def _at_bound_warnings(z: FloatArray, pmap: ParameterMap) -> list[str]:
-    out = []
-    for i, name in enumerate(pmap.free):
-        for side, b in (("lower", pmap.lower[i]), ("upper", pmap.upper[i])):
-            if math.isfinite(b) and abs(z[i] - b) <= 1e-8 * max(1.0, abs(b)):
-                out.append(f"parameter '{name}' is at its {side} bound")
-    return out
-
-
 def _near_ties(
     z: FloatArray,
     f: FloatArray,
@@ -585,36 +712,3 @@ def _objective_at(point: FloatArray, z: FloatArray, f: FloatArray) -> float:
     """Objective of the row of ``z`` equal to ``point`` (rows are final optimiser states)."""
     row = int(np.argmin(np.sum(np.abs(z - point), axis=1)))
     return float(f[row])
-
-
-def _bootstrap(
-    objective: LawObjective,
-    pmap: ParameterMap,
-    best_z: FloatArray,
-    group_codes: NDArray[np.intp],
-    weights: FloatArray,
-    n_boot: int,
-    seed: int,
-    max_iter: int,
-) -> tuple[FloatArray, int]:
-    """Refit on ``n_boot`` resamples of the groups, all replicates in one batch."""
-    if n_boot < 0:
-        raise FitError(f"bootstrap must be non-negative, got {n_boot}")
-    rng = np.random.default_rng(seed)
-    n_groups = int(group_codes.max()) + 1
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
-    counts = np.zeros((n_boot, n_groups))
-    np.add.at(counts, (np.repeat(np.arange(n_boot), n_groups), draws.reshape(-1)), 1.0)
-    boot_objective = LawObjective(
-        objective.law,
-        pmap,
-        objective.x,
-        objective.log_y,
-        counts[:, group_codes] * weights[None, :],
-        objective.loss,
-    )
-    z0 = np.repeat(best_z[None, :], n_boot, axis=0)
-    res = batched_lbfgs(
-        boot_objective, z0, pmap.lower, pmap.upper, max_iter=max_iter, merge_every=0
-    )
-    return pmap.theta(res.z), int(np.sum(~res.converged))

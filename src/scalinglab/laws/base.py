@@ -14,13 +14,15 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from scalinglab.errors import FitError, InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FloatArray = NDArray[np.float64]
 Features = Mapping[str, FloatArray]
@@ -136,6 +138,31 @@ class Law(ABC):
         ``theta`` has shape ``(k, p)``; only its non-linear entries matter.
         """
         raise NotImplementedError(f"law '{self.name}' has no linear coefficients")
+
+    def floors(self) -> dict[str, str]:
+        """Floor parameters and what each must stay below: ``"loss"`` or an input's name.
+
+        The fit's diagnostics flag a floor that collapsed far below, or rose above, the values
+        it bounds. Default: the :attr:`irreducible` loss below the observed loss.
+        """
+        return {} if self.irreducible is None else {self.irreducible: "loss"}
+
+    def extrapolation_scale(self, x: Features) -> FloatArray | None:
+        """How far out each point is, in the units forecasts are extrapolated along.
+
+        The ratio of a forecast's scale to the largest fitted one is its extrapolation ratio.
+        Default: training compute (``flops``, or ``6·N·D`` from ``params`` and ``tokens``),
+        else whichever of ``params`` or ``tokens`` the law reads; ``None`` for laws with
+        no such axis.
+        """
+        if "flops" in x:
+            return np.asarray(x["flops"], dtype=float)
+        if "params" in x and "tokens" in x:
+            return 6.0 * np.asarray(x["params"], dtype=float) * np.asarray(x["tokens"], float)
+        for name in ("params", "tokens"):
+            if name in self.inputs:
+                return np.asarray(x[name], dtype=float)
+        return None
 
     def features(self, observations: pd.DataFrame) -> dict[str, FloatArray]:
         """Extract the feature arrays this law needs from an Observations table."""

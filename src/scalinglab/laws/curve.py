@@ -32,10 +32,9 @@ import math
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from scalinglab.errors import FitError, InputError, SpecError
@@ -56,6 +55,10 @@ from scalinglab.schedules import (
     warmup_end,
 )
 from scalinglab.user_input import check_finite
+
+if TYPE_CHECKING:
+    # pandas is imported where it is used: `scalinglab laws` starts without it
+    import pandas as pd
 
 WarmupMode = Literal["s1", "both", "neither"]
 WARMUP_MODES: tuple[str, ...] = ("s1", "both", "neither")
@@ -205,6 +208,8 @@ def _pad(values: FloatArray, width: int) -> FloatArray:
 
 
 def _whole_steps(df: pd.DataFrame, source: str) -> NDArray[np.int64]:
+    import pandas as pd
+
     raw = pd.to_numeric(df["step"], errors="coerce").to_numpy(dtype=float)
     bad = np.flatnonzero(~np.isfinite(raw) | (raw < 1) | (raw != np.round(raw)))
     if bad.size:
@@ -235,6 +240,8 @@ def _row(df: pd.DataFrame, pos: int) -> int:
 
 
 def _run_rows(runs: NDArray[Any] | None, n: int) -> list[NDArray[np.intp]]:
+    import pandas as pd
+
     if runs is None:
         return [np.arange(n)]
     codes, _ = pd.factorize(runs)
@@ -244,6 +251,8 @@ def _run_rows(runs: NDArray[Any] | None, n: int) -> list[NDArray[np.intp]]:
 
 
 def _one_value(run_df: pd.DataFrame, column: str, run: str, source: str) -> float:
+    import pandas as pd
+
     values = pd.to_numeric(run_df[column], errors="coerce").to_numpy(dtype=float)
     if not np.all(np.isfinite(values) & (values > 0)):
         pos = int(np.flatnonzero(~(np.isfinite(values) & (values > 0)))[0])
@@ -269,6 +278,8 @@ def run_schedule(run: pd.DataFrame, *, source: str = "<DataFrame>") -> Schedule:
     source
         Name of the data, for error messages.
     """
+    import pandas as pd
+
     if "schedule" in run.columns:
         specs = run["schedule"].dropna().astype(str).str.strip()
         specs = specs[specs != ""]
@@ -810,6 +821,8 @@ def curve_errors(fit: FittedCurve, observations: pd.DataFrame) -> pd.DataFrame:
         One row per run: ``run_id``, ``points``, ``mean_rel_error``, ``max_rel_error``,
         ``final_rel_error`` (signed, at the run's last step), as fractions.
     """
+    import pandas as pd
+
     law = curve_law(fit)
     predicted = law.predict(dict(fit.params), law.features(observations))
     observed = observations["loss"].to_numpy(dtype=float)

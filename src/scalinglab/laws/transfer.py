@@ -39,6 +39,10 @@ class ShiftedPowerLaw(Law):
             Parameter("E_y", 0.0, math.inf, (0.5, 1.5), False, "irreducible loss on y, nats"),
         )
 
+    def floors(self) -> dict[str, str]:
+        """``E_y`` stays below the losses on y, ``E_x`` below the losses on x it translates."""
+        return {"E_y": "loss", "E_x": "loss_x"}
+
     def _log_predict(
         self, theta: FloatArray, x: Features, *, grad: bool
     ) -> FloatArray | tuple[FloatArray, FloatArray]:

@@ -92,7 +92,12 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
     def to_records(self) -> list[dict[str, float]]:
-        """One dictionary per budget: each quantity and its bounds (``<name>_lo``, ``_hi``)."""
+        """One dictionary per budget: each quantity and its bounds (``<name>_lo``, ``_hi``).
+
+        ``loss_lo``/``loss_hi`` bound the law's optimal loss (a confidence interval);
+        ``loss_new_run_lo``/``_hi``, when present, bound the loss a new run trained at the plan
+        will measure (a prediction interval: it adds run-to-run noise).
+        """
         records = []
         for i, flops in enumerate(self.flops):
             row = {"flops": float(flops)}
@@ -101,6 +106,9 @@ class Plan:
                 if name in self.ci:
                     row[f"{name}_lo"] = float(self.ci[name][0][i])
                     row[f"{name}_hi"] = float(self.ci[name][1][i])
+            if "loss_new_run" in self.ci:
+                row["loss_new_run_lo"] = float(self.ci["loss_new_run"][0][i])
+                row["loss_new_run_hi"] = float(self.ci["loss_new_run"][1][i])
             records.append(row)
         return records
 
@@ -221,6 +229,10 @@ def compute_optimal(
         )
     if thetas.shape[0] > 1:
         _add_intervals(plan, names, thetas[1:], params[1:], tokens[1:], ratio[1:], loss[1:])
+    if not isinstance(fit_or_params, Mapping) and fit_or_params.noise is not None and plan.ci:
+        # a run trained at the plan will measure the law's loss there plus run-to-run noise
+        point = {"params": plan.params, "tokens": plan.tokens}
+        plan.ci["loss_new_run"] = fit_or_params.predict_interval(point, level, kind="prediction")
     return plan
 
 

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from scalinglab.fitting import Fit
 from scalinglab.planning.isoflop import IsoFlopResult
 from scalinglab.planning.optimal import Plan
+from scalinglab.report.document import legend_outside
 
 
 def plot_loss_vs_compute(
@@ -79,7 +80,7 @@ def plot_loss_vs_compute(
     ax.set_ylabel("loss (nats/token)")
     ax.set_title("Loss against compute")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax, below=True)
     return fig
 
 
@@ -108,7 +109,7 @@ def plot_isoflop(runs: pd.DataFrame, result: IsoFlopResult) -> Figure:
     ax.set_ylabel("final loss (nats/token)")
     ax.set_title("IsoFLOP curves (★ = fitted minimum)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    legend_outside(ax)
     return fig
 
 
@@ -154,5 +155,5 @@ def plot_allocation(plan: Plan, isoflop: IsoFlopResult | None = None) -> Figure:
         title += f": N* ∝ C^{plan.params_exponent:.2f}, D* ∝ C^{plan.tokens_exponent:.2f}"
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     return fig

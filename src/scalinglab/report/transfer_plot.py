@@ -10,6 +10,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from scalinglab.evaluation.transfer import TransferFit
+from scalinglab.report.document import legend_outside
 
 
 def plot_transfer(
@@ -84,7 +85,7 @@ def plot_transfer(
     ax.set_ylabel(f"loss on {result.y} (nats/token)")
     ax.set_title(f"{result.setting.replace('_', '-')}: L_y = K·(L_x − E_x)^κ + E_y")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax, below=True)
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig

@@ -7,6 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from scalinglab.evaluation.transfer import Translation, select_losses
+from scalinglab.report.document import legend_outside
 
 
 def plot_translation(translation: Translation, observations: pd.DataFrame) -> Figure:
@@ -56,7 +57,7 @@ def plot_translation(translation: Translation, observations: pd.DataFrame) -> Fi
     ax.set_ylabel("forecast loss (nats/token)")
     ax.set_title(f"Translated law: {translation.x.dataset} → {translation.y.dataset}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    legend_outside(ax)
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, max(hi + pad, float(np.nanmax(translation.predict(n, d)))))
     return fig

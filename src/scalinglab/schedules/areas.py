@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, TypeAlias, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.signal import lfilter
 
 from scalinglab.errors import SpecError
 
@@ -195,6 +194,9 @@ def lr_areas_at(
     """
     if decay is not None and not 0 <= decay < 1:
         raise SpecError(f"annealing decay λ must be in [0, 1), got {decay}")
+    # imported here: scipy.signal costs ~0.9 s, too much for every command that imports schedules
+    from scipy.signal import lfilter
+
     sampler = _Sampler(at)
     out = {"s1": np.zeros(sampler.at.size), "s2": np.zeros(sampler.at.size)}
     if sampler.at.size == 0:

@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit
 
 from scalinglab.errors import SpecError
 from scalinglab.schedules.areas import check_schedule_steps
@@ -128,6 +126,8 @@ class _Knots:
         self.frac = np.where(pos.size > 1, (steps - pos[seg]) / width, 0.0)
 
     def values(self, z: FloatArray) -> FloatArray:
+        from scipy.special import expit  # scipy is imported on use: CLI startup stays fast
+
         return self.final + (self.peak - self.final) * np.exp(np.cumsum(np.log(expit(z))))
 
     def lr(self, z: FloatArray) -> FloatArray:
@@ -145,6 +145,8 @@ class _Knots:
         dv = np.bincount(self.seg, g * (1.0 - self.frac), n) + np.bincount(nxt, g * self.frac, n)
         # v_j − final = (peak − final)·Π_{i≤j} σ(z_i), so d v_j / d z_i = (v_j − final)(1 − σ(z_i))
         tail = np.cumsum((dv * (v - self.final))[::-1])[::-1]
+        from scipy.special import expit
+
         return np.asarray((1.0 - expit(z)) * tail, dtype=float)
 
     def z_from(self, schedule: Schedule) -> FloatArray:
@@ -196,6 +198,8 @@ def optimize_monotone(
     def objective(z: FloatArray) -> tuple[float, FloatArray]:
         loss, grad_lr = final_loss(param.lr(z))
         return loss, param.grad(z, grad_lr)
+
+    from scipy.optimize import minimize
 
     best_z, best_loss = None, np.inf
     for start in starts or (template,):

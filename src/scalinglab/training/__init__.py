@@ -11,7 +11,8 @@ Modules: :mod:`~scalinglab.training.model` (the GPT), :mod:`~scalinglab.training
 (bytes, or a locally trained BPE), :mod:`~scalinglab.training.config` (``TrainConfig``),
 :mod:`~scalinglab.training.trainer` (the loop), :mod:`~scalinglab.training.checkpoint`
 (atomic checkpoints), :mod:`~scalinglab.training.distributed` (DDP under torchrun),
-:mod:`~scalinglab.training.sweep` and :mod:`~scalinglab.training.presets` (grids of runs).
+:mod:`~scalinglab.training.sweep` and :mod:`~scalinglab.training.presets` (grids of runs),
+:mod:`~scalinglab.training.executors` (where a sweep's runs train: local processes, Slurm, Ray).
 """
 
 from scalinglab.training.config import TrainConfig

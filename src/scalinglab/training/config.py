@@ -18,6 +18,7 @@ import numpy as np
 
 from scalinglab.errors import SpecError
 from scalinglab.schedules import check_schedule_steps, resolve_schedule
+from scalinglab.training.loggers import check_loggers
 from scalinglab.training.model import GPTConfig
 from scalinglab.user_input import check_name, check_seed
 from scalinglab.user_input import read_toml as _read_toml
@@ -98,6 +99,9 @@ class TrainConfig:
         observations (``None``: none).
     out_dir
         Folder of the run's checkpoints (``None``: ``runs/<run_id>``).
+    log_to
+        Also log every evaluation to ``tensorboard``, ``mlflow`` and/or ``wandb`` (offline),
+        beside the store (see :mod:`scalinglab.training.loggers`).
     """
 
     d_model: int = 64
@@ -135,13 +139,16 @@ class TrainConfig:
     family: str | None = None
     store: str | None = None
     out_dir: str | None = None
+    log_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.eval_data, str):  # one corpus, e.g. --set eval_data=python-docs
-            object.__setattr__(self, "eval_data", (self.eval_data,))
+        for name in ("eval_data", "log_to"):  # one value, e.g. --set eval_data=python-docs
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, (getattr(self, name),))
         _check_types(self)
         # TOML and JSON give lists; the config is frozen and hashable in spirit
         object.__setattr__(self, "eval_data", tuple(self.eval_data))
+        object.__setattr__(self, "log_to", tuple(self.log_to))
         object.__setattr__(self, "optimizer_kwargs", dict(self.optimizer_kwargs))
         self.validate()
 
@@ -195,6 +202,7 @@ class TrainConfig:
         if not _DEVICE.match(self.device):
             raise SpecError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check_optimizer(self.optimizer, self.optimizer_kwargs)
+        check_loggers(self.log_to)
         self.schedule_spec()
 
     # -- derived quantities ------------------------------------------------------------
@@ -272,6 +280,7 @@ class TrainConfig:
         """Plain dict (JSON/TOML friendly) of every field."""
         out = dataclasses.asdict(self)
         out["eval_data"] = list(self.eval_data)
+        out["log_to"] = list(self.log_to)
         return out
 
     @classmethod
@@ -302,7 +311,7 @@ class TrainConfig:
 #: fields that do not change what is trained (where it is written, how fast)
 _NOT_IDENTITY = frozenset(
     {"run_id", "family", "store", "out_dir", "device", "compile", "threads", "eval_every",
-     "eval_log_points", "checkpoint_every", "eval_tokens", "eval_data"}
+     "eval_log_points", "checkpoint_every", "eval_tokens", "eval_data", "log_to"}
 )  # fmt: skip
 
 

@@ -1,10 +1,11 @@
-"""Sweeps: model sizes × budgets × schedules × optimizers × seeds, run by worker processes.
+"""Sweeps: model sizes × budgets × schedules × optimizers × seeds, run by an executor.
 
 A sweep spec is a TOML file (or a preset from :mod:`scalinglab.training.presets`)::
 
     name = "my-sweep"
-    workers = 2              # parallel worker processes
-    threads = 1              # torch threads per worker
+    executor = "local"       # where runs train: local (default), slurm or ray
+    workers = 2              # parallel worker processes of the local executor
+    threads = 1              # torch threads per run
     seeds = [0, 1]
     optimizers = ["adamw", "mars-adamw"]
     tokens = [262144, 1048576]   # token budgets; or
@@ -24,39 +25,51 @@ A sweep spec is a TOML file (or a preset from :mod:`scalinglab.training.presets`
     [optimizer_kwargs]       # optional, per optimizer
     mars-adamw = { gamma = 0.025 }
 
+    [slurm]                  # optional: the slurm executor's settings (and [ray], the ray
+    partition = "gpu"        # executor's); see scalinglab.training.executors
+
 Each run is named ``<sweep>-<model>-<budget>-<schedule>-<optimizer>-s<seed>`` and belongs to
 the family ``<sweep>-<schedule>-<optimizer>`` (runs that differ only in scale). Everything is
 validated, and every corpus prepared, before the first run starts. The run store is the
 record of what is done: runs marked finished there are skipped, others start or resume from
-their checkpoint in ``<out_dir>/<run_id>``.
+their checkpoint in ``<out_dir>/<run_id>``, whichever executor runs them.
 """
 
 from __future__ import annotations
 
-import _thread
-import concurrent.futures as cf
 import math
-import multiprocessing
-import os
-import signal
-import threading
 import time
 import tomllib
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scalinglab.data.loaders import store_url
 from scalinglab.errors import SpecError
 from scalinglab.schedules import MAX_SCHEDULE_STEPS
 from scalinglab.training.config import TrainConfig, read_toml
+from scalinglab.training.executors import EXECUTORS, Executor, make_executor
+from scalinglab.training.executors.base import RunOutcome, finished_runs
+from scalinglab.training.executors.local import STOP_GRACE_S
+from scalinglab.training.executors.ray import RaySettings
+from scalinglab.training.executors.slurm import SlurmSettings
 from scalinglab.training.presets import PRESETS
 from scalinglab.user_input import check_name, check_seed
 
+__all__ = [
+    "STOP_GRACE_S",
+    "RunOutcome",
+    "SweepResult",
+    "SweepSpec",
+    "load_sweep",
+    "run_sweep",
+    "summarize",
+]
+
 _SPEC_KEYS = {
     "name", "workers", "threads", "seeds", "optimizers", "tokens", "flops", "base", "models",
-    "schedules", "optimizer_kwargs",
+    "schedules", "optimizer_kwargs", "executor", "slurm", "ray",
 }  # fmt: skip
 
 
@@ -85,7 +98,11 @@ class SweepSpec:
     optimizer_kwargs
         Optimizer name -> its extra keyword arguments.
     workers, threads
-        Parallel worker processes, torch threads per worker.
+        Parallel worker processes (of the local executor), torch threads per run.
+    executor
+        Where the runs train: ``local``, ``slurm`` or ``ray``.
+    slurm, ray
+        Settings of the Slurm and Ray executors (their ``[slurm]`` and ``[ray]`` tables).
     """
 
     name: str
@@ -99,6 +116,9 @@ class SweepSpec:
     optimizer_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     workers: int = 1
     threads: int | None = 1
+    executor: str = "local"
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "sweep") -> SweepSpec:
@@ -142,8 +162,8 @@ class SweepSpec:
             check_seed(seed, f"{source}: seeds")
         # these names make up run ids, which name checkpoint folders
         name = check_name(str(data.get("name", Path(source).stem)), f"{source}: name")
-        for key, table in (("models", models), ("schedules", schedules)):
-            for entry in table:
+        for key, entries in (("models", models), ("schedules", schedules)):
+            for entry in entries:
                 check_name(entry, f"{source}: {key}.{entry}")
         base = data.get("base", {})
         extra = data.get("optimizer_kwargs", {})
@@ -154,6 +174,14 @@ class SweepSpec:
             raise SpecError(f"{source}: workers must be a positive integer, got {workers!r}")
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise SpecError(f"{source}: threads must be a positive integer, got {threads!r}")
+        executor = data.get("executor", "local")
+        if executor not in EXECUTORS:
+            raise SpecError(
+                f"{source}: executor must be one of {', '.join(EXECUTORS)}, got {executor!r}"
+            )
+        for table in ("slurm", "ray"):
+            if not isinstance(data.get(table, {}), Mapping):
+                raise SpecError(f"{source}: [{table}] must be a table")
         return cls(
             name=name,
             models=dict(models),
@@ -166,6 +194,9 @@ class SweepSpec:
             optimizer_kwargs={k: dict(v) for k, v in extra.items()},
             workers=workers,
             threads=threads,
+            executor=executor,
+            slurm=SlurmSettings.from_dict(data.get("slurm", {}), source=source),
+            ray=RaySettings.from_dict(data.get("ray", {}), source=source),
         )
 
     def configs(self, *, out_dir: str | Path, store: str | Path) -> list[TrainConfig]:
@@ -263,20 +294,6 @@ def load_sweep(source: str | Path) -> SweepSpec:
 
 
 @dataclass
-class RunOutcome:
-    """One run of a sweep: ``finished``, ``skipped`` (finished before) or ``failed``."""
-
-    run_id: str
-    status: str
-    params: int | None = None
-    tokens: int | None = None
-    final_loss: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
-    resumed_from: int | None = None
-    error: str | None = None
-
-
-@dataclass
 class SweepResult:
     """What :func:`run_sweep` did."""
 
@@ -290,96 +307,10 @@ class SweepResult:
         """Runs that raised."""
         return [r for r in self.runs if r.status == "failed"]
 
-
-def _finished_runs(store_path: str | Path) -> dict[str, dict[str, float]]:
-    """Runs the store marks finished, with their last loss on each dataset."""
-    from scalinglab.data import RunStore
-
-    if not Path(store_path).exists():
-        return {}
-    store = RunStore(store_path)
-    runs = store.runs()
-    done = runs.loc[runs["status"] == "finished", "run_id"].astype(str).tolist()
-    if not done:
-        return {}
-    obs = store.observations(run_ids=done)
-    # observations come ordered by run, dataset, step: the last row of each pair is the final
-    last = obs.groupby(["run_id", "dataset"], sort=False).tail(1)
-    finals: dict[str, dict[str, float]] = {run: {} for run in done}
-    for run, dataset, loss in last[["run_id", "dataset", "loss"]].itertuples(index=False):
-        finals[str(run)][str(dataset)] = float(loss)
-    return finals
-
-
-#: seconds a worker's interrupted run gets to record its status before the worker exits
-STOP_GRACE_S = 30.0
-#: whether this worker process is training a run now (set by _worker_run)
-_busy = threading.Event()
-#: the sweep's stop event and process id, in a worker process (set by its initializer)
-_stop: Any = None
-_parent_pid: int | None = None
-
-
-def _stop_with_parent(parent_pid: int, stop: Any) -> None:
-    """Pool initializer: stop this worker when the sweep stops or is gone.
-
-    ``stop`` is set by a sweep that is interrupted (Ctrl-C, or SIGTERM through the CLI); a
-    killed sweep sets nothing, and its disappearance has the same effect. A run in progress
-    is interrupted as by Ctrl-C, so the store marks it interrupted (it resumes from its
-    checkpoint next time); queued runs are not started; the worker then exits.
-    """
-    global _stop, _parent_pid
-    _stop, _parent_pid = stop, parent_pid
-    if os.environ.get("SCALINGLAB_DEBUG", "") in ("", "0"):
-        # the workers share the terminal: no library warning is printed raw there
-        warnings.simplefilter("ignore")
-
-    def watch() -> None:
-        while not stop.wait(1.0) and os.getppid() == parent_pid:
-            pass
-        if _busy.is_set():
-            _thread.interrupt_main(signal.SIGINT)
-            deadline = time.monotonic() + STOP_GRACE_S
-            while _busy.is_set() and time.monotonic() < deadline:
-                time.sleep(0.1)
-        os._exit(1)
-
-    # a sweep started in the background inherits SIGINT ignored, and then the interruption
-    # above would do nothing
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
-
-
-def _worker_run(config: TrainConfig) -> RunOutcome:
-    from scalinglab.training.lock import RunLockedError
-    from scalinglab.training.trainer import train
-
-    # a run queued before the sweep stopped, or whose sweep is gone (killed): not started
-    if _stop is not None and (_stop.is_set() or os.getppid() != _parent_pid):
-        return RunOutcome(config.name, "interrupted")
-    tick = time.perf_counter()
-    _busy.set()
-    try:
-        result = train(config)
-    except RunLockedError as err:  # another process trains it: its status is not ours to set
-        return RunOutcome(config.name, "busy", error=str(err))
-    except Exception as err:  # one failed run must not stop the others
-        from scalinglab.data import RunStore
-
-        if config.store is not None:
-            RunStore(config.store).set_status(config.name, "failed")
-        return RunOutcome(config.name, "failed", error=f"{type(err).__name__}: {err}")
-    finally:
-        _busy.clear()
-    return RunOutcome(
-        config.name,
-        "finished",
-        params=result.params,
-        tokens=result.tokens,
-        final_loss=result.final_loss,
-        seconds=time.perf_counter() - tick,
-        resumed_from=result.resumed_from,
-    )
+    @property
+    def unfinished(self) -> list[RunOutcome]:
+        """Runs that failed or were interrupted (running the sweep again resumes them)."""
+        return [r for r in self.runs if r.status in ("failed", "interrupted")]
 
 
 def _estimated_cost(config: TrainConfig) -> float:
@@ -396,6 +327,8 @@ def run_sweep(
     store: str | Path,
     out_dir: str | Path,
     workers: int | None = None,
+    executor: str | Executor | None = None,
+    ray_address: str | None = None,
     on_run: Callable[[RunOutcome, int, int], None] | None = None,
 ) -> SweepResult:
     """Run every run of ``spec`` that the store does not mark finished.
@@ -405,11 +338,18 @@ def run_sweep(
     spec
         The sweep.
     store
-        Run-store SQLite file (created if absent); every observation goes there.
+        The run store (a SQLite file, created if absent, or a ``postgresql://`` URL); every
+        observation goes there.
     out_dir
         Folder holding one checkpoint folder per run.
     workers
-        Parallel worker processes (default: the spec's); each uses ``spec.threads`` threads.
+        Parallel worker processes of the local executor (default: the spec's); each run uses
+        ``spec.threads`` threads.
+    executor
+        ``local``, ``slurm``, ``ray`` or an :class:`~scalinglab.training.executors.Executor`
+        (default: the spec's ``executor``).
+    ray_address
+        A running Ray cluster (implies the ray executor).
     on_run
         Called in this process as each run ends: ``(outcome, done, total)``.
 
@@ -428,49 +368,37 @@ def run_sweep(
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise SpecError(f"workers must be at least 1, got {workers!r}")
     tick = time.perf_counter()
+    runner = (
+        executor
+        if isinstance(executor, Executor)
+        else make_executor(
+            spec, out_dir=out_dir, name=executor, workers=workers, ray_address=ray_address
+        )
+    )
+    if runner.name != "local":
+        # jobs and tasks may start in another folder, or on another host
+        out_dir = Path(out_dir).absolute()
+        store = store if store_url(store) is not None else Path(store).absolute()
     configs = spec.configs(out_dir=out_dir, store=store)
     data_keys = {
         (c.train_data, c.eval_data, c.tokenizer, c.val_fraction, c.context): c for c in configs
     }
     for config in data_keys.values():
         prepare_data(config)  # checks every corpus now, and fills the token cache for the workers
-    finished = _finished_runs(store)
+    finished = finished_runs(str(store))
     outcomes: list[RunOutcome] = []
     total = len(configs)
+
+    def collect(outcome: RunOutcome) -> None:
+        outcomes.append(outcome)
+        if on_run is not None:
+            on_run(outcome, len(outcomes), total)
+
     for config in configs:
         if config.name in finished:
-            outcomes.append(RunOutcome(config.name, "skipped", final_loss=finished[config.name]))
-            if on_run is not None:
-                on_run(outcomes[-1], len(outcomes), total)
+            collect(RunOutcome(config.name, "skipped", final_loss=finished[config.name]))
     todo = sorted((c for c in configs if c.name not in finished), key=_estimated_cost, reverse=True)
-    n_workers = max(1, min(workers or spec.workers, len(todo) or 1))
-    if todo:
-        context = multiprocessing.get_context("spawn")
-        stop = context.Event()
-        pool = cf.ProcessPoolExecutor(
-            max_workers=n_workers,
-            mp_context=context,
-            initializer=_stop_with_parent,
-            initargs=(os.getpid(), stop),
-        )
-        try:
-            pending = {pool.submit(_worker_run, c) for c in todo}
-            while pending:
-                # wake up every second: a signal that the OS delivered to another thread is
-                # only handled once the main thread runs again
-                done, pending = cf.wait(pending, timeout=1.0, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    outcome = future.result()
-                    outcomes.append(outcome)
-                    if on_run is not None:
-                        on_run(outcome, len(outcomes), total)
-        except BaseException:
-            # interrupted: start no new run and stop the running ones (they are marked
-            # interrupted and resume from their checkpoints on the next call)
-            stop.set()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    runner.run(todo, collect)
     order = {c.name: i for i, c in enumerate(configs)}
     outcomes.sort(key=lambda o: order[o.run_id])
     return SweepResult(spec.name, str(store), outcomes, time.perf_counter() - tick)

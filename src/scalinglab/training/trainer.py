@@ -12,6 +12,8 @@ rate of the update that produced the measured weights. Checkpoints are written a
 run whose ``out_dir`` holds one resumes from it. While it trains, a run holds the lock of its
 ``out_dir`` (:mod:`scalinglab.training.lock`): a second process that starts it is refused.
 A validation loss that is not finite stops the run as diverged (:class:`TrainingDiverged`).
+``log_to`` also sends every evaluation to TensorBoard, MLflow or W&B
+(:mod:`scalinglab.training.loggers`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from scalinglab.training.checkpoint import (
 from scalinglab.training.config import TrainConfig
 from scalinglab.training.corpora import Corpus, load_corpus
 from scalinglab.training.lock import run_lock
+from scalinglab.training.loggers import open_run_loggers
 from scalinglab.training.model import GPT
 from scalinglab.training.tokenizer import TokenIds, Tokenizer, TokenSplits, get_tokenizer, tokenize
 
@@ -430,6 +433,7 @@ def _train(
 
     run_id = config.name
     store = _store_for(config) if info.is_main else None
+    loggers = open_run_loggers(config, counts.total, counts.nonembedding) if info.is_main else None
     if store is not None:
         store.add_run(run_id, config.to_dict(), family=config.family, status="running")
     eval_steps, ckpt_steps = set(config.eval_steps()), set(config.checkpoint_steps())
@@ -485,7 +489,13 @@ def _train(
                 rows.extend(step_rows)
                 final_loss = dict(metrics)
                 if store is not None:
-                    store.add_observations(pd.DataFrame(step_rows))
+                    # the last rows and "finished" land in one transaction, or neither does
+                    last = done == config.total_steps
+                    store.add_observations(
+                        pd.DataFrame(step_rows), status="finished" if last else None
+                    )
+                if loggers is not None:
+                    loggers.log_eval(done, done * config.tokens_per_step, lr_now, metrics)
             if done in ckpt_steps and info.is_main:
                 save_checkpoint(
                     ckpt_file,
@@ -502,10 +512,14 @@ def _train(
             if on_step is not None:
                 on_step(done, metrics)
     except BaseException as err:
+        # a process asked to exit (Ctrl-C, SIGTERM, a Slurm preemption through submitit's
+        # sys.exit) was interrupted and resumes from its checkpoint; anything else failed
+        stopped = isinstance(err, KeyboardInterrupt | SystemExit)
+        status = "interrupted" if stopped else "failed"
         if store is not None:
-            store.set_status(
-                run_id, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            )
+            store.set_status(run_id, status)
+        if loggers is not None:
+            loggers.close(status)
         raise
     finally:
         bar.close()
@@ -517,6 +531,8 @@ def _train(
         }
     if store is not None:
         store.set_status(run_id, "finished")
+    if loggers is not None:
+        loggers.close("finished")
     return TrainResult(
         run_id=run_id,
         steps=config.total_steps,

@@ -52,7 +52,7 @@ def isoflop_sweep(
         loss per run and dataset, nats/token).
     """
     check_seed(seed, "seed")
-    check_finite(noise, "noise", nonnegative=True)
+    noise = check_finite(noise, "noise", nonnegative=True)
     rng = np.random.default_rng(seed)
     t = CHINCHILLA_TRUTH
     a = t["beta"] / (t["alpha"] + t["beta"])
@@ -104,6 +104,7 @@ def schedule_runs(
     from scalinglab.schedules import parse_schedule
 
     check_seed(seed, "seed")
+    noise = check_finite(noise, "noise", nonnegative=True)
     rng = np.random.default_rng(seed)
     warmup = steps // 20
     specs = {
@@ -179,6 +180,8 @@ def checkpoint_families(
     pandas.DataFrame
         Observations: ``run_id, family, params, tokens, loss`` (nats/token).
     """
+    check_seed(seed, "seed")
+    noise = check_finite(noise, "noise", nonnegative=True)
     rng = np.random.default_rng(seed)
     rows = []
     for f in range(families):
@@ -230,6 +233,8 @@ def transfer_sweep(
         Observations: ``run_id, family, params, tokens, flops, dataset, loss``; ``family`` is
         the training corpus.
     """
+    check_seed(seed, "seed")
+    noise = check_finite(noise, "noise", nonnegative=True)
     rng = np.random.default_rng(seed)
     base = isoflop_sweep(budgets_flops, sizes_per_budget, noise=0.0)
     rows = []

@@ -334,4 +334,4 @@ def check_finite(
         raise SpecError(f"{what} must be positive, got {value!r}")
     if nonnegative and number < 0:
         raise SpecError(f"{what} must not be negative, got {value!r}")
-    return number
+    return number + 0.0  # -0.0 becomes 0.0 (numpy refuses a scale of -0.0)

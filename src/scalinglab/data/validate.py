@@ -102,7 +102,19 @@ def _to_float(raw: pd.Series, column: str, checker: _Checker) -> FloatArray:
     coerced = pd.to_numeric(raw, errors="coerce")
     text = raw.notna().to_numpy() & coerced.isna().to_numpy()
     checker.flag(text, column, "not a number", raw.to_numpy())
-    return coerced.to_numpy(dtype=float, na_value=np.nan)
+    try:
+        return coerced.to_numpy(dtype=float, na_value=np.nan)
+    except OverflowError:  # a whole number beyond float range: infinite, reported as such
+        return np.array([_float_or_inf(v) for v in coerced], dtype=float)
+
+
+def _float_or_inf(value: Any) -> float:
+    if value is None or pd.isna(value):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 def _text(values: pd.Series) -> pd.Series:

@@ -685,3 +685,26 @@ def test_workers_of_a_killed_sweep_start_nothing_new(tmp_path: Path) -> None:
     runs = RunStore(store).runs().set_index("run_id")["status"]
     # the run in progress is marked interrupted; the queued one was never started
     assert list(runs) == ["interrupted"], runs
+
+
+# -- what the fuzzer found --------------------------------------------------------------------
+
+
+def test_fuzzer_findings_stay_fixed(files: dict[str, Path], tmp_path: Path) -> None:
+    huge = pd.read_csv(files["constant"]).astype({"step": object})
+    huge.loc[0, "step"] = "9" * 400  # pandas' to_numeric overflowed on it
+    huge.to_csv(tmp_path / "huge.csv", index=False)
+    one_error(["curve", "fit", tmp_path / "huge.csv", "--law", "annealing"],
+              "row 1", "step", "not a finite number")  # fmt: skip
+    works(["example", "--out", tmp_path / "e.csv", "--noise", "-0"])  # numpy refused -0.0
+    one_error(["curve", "optimize", files["curve"], "--total", "2000", "--peak", "3e-4",
+               "--knots", "99999999999999999999"], "knots")  # fmt: skip
+    one_error(["train", *TINY, "--steps", "2", "--set", "threads=100000"], "threads")
+    dropped = tmp_path / "dropped.sqlite"
+    RunStore(dropped).add_run("r1", {})
+    with sqlite3.connect(dropped) as con:
+        con.execute("DROP TABLE observations")
+    one_error(["runs", "list", dropped], "damaged", "observations")
+    bad_transfer = tmp_path / "t.json"
+    bad_transfer.write_bytes(b"\xff\xfe binary")
+    one_error(["transfer", "predict", bad_transfer, "--loss-x", "3"], "not UTF-8")

@@ -708,7 +708,8 @@ def test_fuzzer_findings_stay_fixed(files: dict[str, Path], tmp_path: Path) -> N
     log = tmp_path / "train.log"
     log.write_text("iter 99999999999999999999999: loss 3\niter 10: loss 2.0\n")
     one_error(["import", log, "--pattern", "iter {step}: loss {loss}", "--params", "1e7",
-               "--tokens-per-step", "12x1024", "--out", tmp_path / "i.csv"], "too large")  # fmt: skip
+               "--tokens-per-step", "12x1024", "--out", tmp_path / "i.csv"],
+              "too large")  # fmt: skip
     bad_transfer = tmp_path / "t.json"
     bad_transfer.write_bytes(b"\xff\xfe binary")
     one_error(["transfer", "predict", bad_transfer, "--loss-x", "3"], "not UTF-8")

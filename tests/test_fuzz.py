@@ -53,6 +53,7 @@ from scalinglab.laws import get_law
 from scalinglab.laws.curve import predict_curve
 from scalinglab.schedules import parse_schedule
 from tests import synthetic_downstream
+from tests.test_training_sweep import SPEC
 
 #: cases per `make test` run, over all commands
 DEFAULT_EXAMPLES = 240
@@ -76,28 +77,8 @@ CURVE_SPECS = {
     "wsd": "wsd:peak=3e-4,warmup=100,total=2000,decay=0.2,final=3e-5",
 }
 
-SWEEP_TOML = """\
-name = "fz"
-workers = 1
-threads = 1
-seeds = [0]
-tokens = [1024]
-
-[base]
-context = 16
-batch_size = 4
-train_data = "python-docs"
-eval_data = ["python-docs"]
-eval_tokens = 256
-eval_log_points = 1
-device = "cpu"
-
-[models]
-a = { d_model = 16, layers = 1, heads = 2 }
-
-[schedules]
-cosine = "cosine:peak=1e-2,warmup=0.1,final=1e-3"
-"""
+#: the sweep tests' tiny spec (2 sizes x 2 budgets), for `sweep --dry-run`
+SWEEP_TOML = SPEC
 
 TRAIN_LOG = "".join(
     f"iter {s}: loss {9 / (1 + s) ** 0.2:.4f}, time 12.0ms\n" for s in range(10, 400, 10)

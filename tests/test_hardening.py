@@ -41,6 +41,7 @@ from scalinglab.laws.curve import predict_curve
 from scalinglab.report.document import Report, _md_text
 from scalinglab.schedules import lr_areas, lr_areas_at, parse_schedule
 from scalinglab.user_input import check_name
+from tests.test_training_sweep import LONG_SPEC
 
 runner = CliRunner()
 
@@ -616,28 +617,6 @@ def test_stale_checkpoint_temp_files_are_removed_on_resume(tmp_path: Path) -> No
     assert not stale.exists() and (out / "checkpoint.pt").exists()
 
 
-_LONG_SWEEP = """\
-name = "orphan"
-workers = 1
-threads = 1
-tokens = [4000000]
-[base]
-context = 16
-batch_size = 4
-train_data = "python-docs"
-eval_data = ["python-docs"]
-eval_tokens = 128
-eval_log_points = 1
-eval_every = 20
-device = "cpu"
-[models]
-a = { d_model = 16, layers = 1, heads = 2 }
-b = { d_model = 8, layers = 1, heads = 2 }
-[schedules]
-cosine = "cosine:peak=1e-2,warmup=0.01,final=1e-3"
-"""
-
-
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -657,7 +636,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_workers_of_a_killed_sweep_start_nothing_new(tmp_path: Path) -> None:
     spec = tmp_path / "orphan.toml"
-    spec.write_text(_LONG_SWEEP)
+    spec.write_text(LONG_SPEC)  # two long runs, one worker: one trains, one is queued
     store = tmp_path / "runs.sqlite"
     command = [sys.executable, "-c", "from scalinglab.cli.main import main; main()", "sweep",
                str(spec), f"--store={store}", f"--out-dir={tmp_path / 'out'}"]  # fmt: skip

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-cluster bench lint venv clean
+.PHONY: demo test test-cluster fuzz bench lint venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ test: $(STAMP)
 test-cluster: $(STAMP)
 	@scripts/ensure_postgresql.sh
 	$(PY) -m pytest -n 2 -q -m cluster
+
+# the fuzzer of tests/test_fuzz.py at 10,000 cases (make test runs a few hundred), at random;
+# one JSON line per command in fuzz-log.jsonl, summed up at the end
+FUZZ_EXAMPLES ?= 10000
+fuzz: $(STAMP)
+	rm -f fuzz-log.jsonl
+	SCALINGLAB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SCALINGLAB_FUZZ_LOG=fuzz-log.jsonl \
+		$(PY) -m pytest -n 2 -q -p no:cacheprovider tests/test_fuzz.py::test_fuzz
+	$(PY) -c "import json; r=[json.loads(l) for l in open('fuzz-log.jsonl')]; \
+		print('fuzz:', sum(x['cases'] for x in r), 'cases,', sum(x['exit_0'] for x in r), \
+		'exit 0,', sum(x['exit_2'] for x in r), 'exit 2 with one line; no traceback, no hang')"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

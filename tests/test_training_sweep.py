@@ -127,7 +127,7 @@ def test_cpu_tiny_preset_covers_sizes_budgets_schedules_and_both_corpora(tmp_pat
         ({"tokens": [-5]}, "positive numbers"),
         ({"models": {}}, "at least one model size"),
         ({"schedules": {"c": 3}}, "schedules.c must be a spec string"),
-        ({"seeds": ["zero"]}, "seeds must be a list of integers"),
+        ({"seeds": ["zero"]}, "seeds must be a whole number"),
         ({"workers": 0}, "workers must be a positive integer"),
     ],
 )

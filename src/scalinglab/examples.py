@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from scalinglab.user_input import check_finite, check_seed
+
 #: Besiroglu et al. 2024's estimate of the Chinchilla law, used as the example's ground truth
 CHINCHILLA_TRUTH = {"E": 1.82, "A": 482.0, "alpha": 0.3478, "B": 2085.0, "beta": 0.3658}
 
@@ -49,6 +51,8 @@ def isoflop_sweep(
         Observations: ``run_id, family, params, tokens, flops, dataset, loss`` (one final
         loss per run and dataset, nats/token).
     """
+    check_seed(seed, "seed")
+    noise = check_finite(noise, "noise", nonnegative=True)
     rng = np.random.default_rng(seed)
     t = CHINCHILLA_TRUTH
     a = t["beta"] / (t["alpha"] + t["beta"])
@@ -99,6 +103,8 @@ def schedule_runs(
     from scalinglab.laws.curve import AnnealingLaw
     from scalinglab.schedules import parse_schedule
 
+    check_seed(seed, "seed")
+    noise = check_finite(noise, "noise", nonnegative=True)
     rng = np.random.default_rng(seed)
     warmup = steps // 20
     specs = {
@@ -174,6 +180,8 @@ def checkpoint_families(
     pandas.DataFrame
         Observations: ``run_id, family, params, tokens, loss`` (nats/token).
     """
+    check_seed(seed, "seed")
+    noise = check_finite(noise, "noise", nonnegative=True)
     rng = np.random.default_rng(seed)
     rows = []
     for f in range(families):
@@ -225,6 +233,8 @@ def transfer_sweep(
         Observations: ``run_id, family, params, tokens, flops, dataset, loss``; ``family`` is
         the training corpus.
     """
+    check_seed(seed, "seed")
+    noise = check_finite(noise, "noise", nonnegative=True)
     rng = np.random.default_rng(seed)
     base = isoflop_sweep(budgets_flops, sizes_per_budget, noise=0.0)
     rows = []

@@ -9,6 +9,7 @@ import pandas as pd
 import typer
 
 from scalinglab.cli._common import (
+    check_outputs,
     console,
     markup,
     note,
@@ -212,6 +213,7 @@ def data_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Backtest one family: forecast its target from its smaller models, ARE per choice."""
+    check_outputs(files={"--out": out}, figures={"--heatmap": heatmap})
     obs = _load(data, column, perplexity, loss_unit, dataset, family=family)
     name = str(obs["family"].iloc[0])
     choices = _choices(choice)
@@ -275,6 +277,7 @@ def all_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Backtest every family with 3 or more model sizes; tables per fitting factor."""
+    check_outputs(files={"--out": out}, figures={"--heatmap": heatmap})
     obs = _load(data, column, perplexity, loss_unit, dataset)
     with progress_bar("backtesting families") as progress:
         report = backtest_all(

@@ -11,6 +11,7 @@ import typer
 from rich.text import Text
 
 from scalinglab.cli._common import (
+    check_outputs,
     console,
     fmt,
     print_json,
@@ -111,6 +112,7 @@ def fit_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Fit a compute scaling law to a table of runs (by default each run's last measurement)."""
+    check_outputs(files={"--out": out})
     from scalinglab.data import select_runs
     from scalinglab.fitting import select_dataset
 

@@ -12,7 +12,16 @@ import numpy as np
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, markup, note, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    fmt,
+    markup,
+    note,
+    print_json,
+    print_table,
+    user_errors,
+)
 from scalinglab.cli.compute import parse_assignments, parse_float, print_diagnostics, print_noise
 from scalinglab.cli.data_options import ColumnOpt, DatasetOpt, LossUnitOpt, column_map
 from scalinglab.cli.data_options import loss_unit as checked_loss_unit
@@ -377,6 +386,7 @@ def fit_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a loss-curve law to one or more training curves."""
+    check_outputs(files={"--out": out}, figures={"--plot": plot})
     table, notes = _load(data, schedule, params, column, loss_unit, lr_logged, dataset)
     used = _window(table, min_step, max_step)
     curve = _law(law, decay, warmup, progress)
@@ -454,6 +464,7 @@ def predict_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Predict the loss curve of any schedule (and check it against observed curves)."""
+    check_outputs(figures={"--plot": plot})
     result = Fit.load(fit_file)
     law = curve_law(result)
     if not specs and not data:
@@ -534,6 +545,7 @@ def compare_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit each law on some curves and compare their predictions of held-out curves."""
+    check_outputs(figures={"--plot": plot})
     names = law or ["annealing", "multipower"]
     twice = {p.resolve() for p in train} & {p.resolve() for p in test}
     if twice:
@@ -626,6 +638,7 @@ def optimize_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Choose a schedule for a fixed step budget: WSD cooldown grid and a free monotone one."""
+    check_outputs(files={"--save-schedule": save_schedule}, figures={"--plot": plot})
     result = Fit.load(fit_file)
     choice = choose_schedule(
         final_loss_model(result, model_params=model_params),

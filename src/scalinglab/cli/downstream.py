@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, note, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    fmt,
+    note,
+    print_json,
+    print_table,
+    user_errors,
+)
 from scalinglab.cli.compute import parse_assignments, parse_float
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
@@ -198,6 +206,7 @@ def fit_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit loss and error laws per task and average, and say which tasks are forecastable."""
+    check_outputs(files={"--out": out}, folders={"--report": report})
     _check_bootstrap(bootstrap)
     rules = _rules(holdout_fraction, tolerance)
     table = _table(data, runs, loss, task, metric, chance, average, family, column)

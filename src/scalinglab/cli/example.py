@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from scalinglab.cli._common import console, print_json, print_table, user_errors
+from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 
@@ -138,6 +138,7 @@ def example_command(
         )
     if out is not None and out.suffix not in (".csv", ".parquet"):
         raise SpecError(f"--out must end in .csv or .parquet, got '{out.name}'")
+    check_outputs(files={"--out": out}, folders={"--out-dir": out_dir})
     written = write_example(kind, out_dir, noise=noise, seed=seed, out=out)
     if as_json:
         print_json({"kind": kind.value, "files": written})

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scalinglab.cli._common import console, print_json, print_table, user_errors
+from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
@@ -97,6 +97,7 @@ def import_command(
 
     if store is None and out is None:
         raise SpecError("say where the runs go: --store runs.sqlite (or --out runs.csv)")
+    check_outputs(files={"--out": out}, stores={"--store": store})
     table = import_runs(
         sources,
         kind=kind,

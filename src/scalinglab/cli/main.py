@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import importlib
 import signal
+import sys
+from collections.abc import Sequence
 from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+try:  # Typer >= 0.20 carries its own copy of click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older Typer uses click itself
+    from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
 
 #: every top-level command: name → (module that registers it, the help line listed by --help);
 #: tests/test_cli_main.py checks that this matches what the modules register
@@ -121,6 +128,46 @@ class LazyGroup(TyperGroup):
         if args and args[0] in COMMANDS and args[0] not in self.commands:
             self.commands[args[0]] = load_command(args[0])
         return super().resolve_command(ctx, args)
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """A usage mistake Typer finds is one line with exit 2, like every other error.
+
+        (Typer would print a five-line box; ``scalinglab fit --bootstrap abc`` says
+        ``error: scalinglab fit: Invalid value for '--bootstrap': …``.) A group called
+        without a command prints its help.
+        """
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError" and err.ctx is not None:
+                typer.echo(err.ctx.get_help())
+                sys.exit(0)
+            where = f"{err.ctx.command_path}: " if err.ctx is not None else ""
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            _one_line(f"{where}{err.format_message()}{hint}")
+            sys.exit(2)
+        except ClickException as err:
+            _one_line(err.format_message())
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            _one_line("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(message: str) -> None:
+    from scalinglab.cli._common import _print_error  # only when there is an error to print
+
+    _print_error(message)
 
 
 def _show_no_type_for_flags() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from scalinglab.cli._common import console, print_json, print_table, user_errors
+from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
 from scalinglab.cli.main import app
 from scalinglab.data import RunStore
 from scalinglab.data.store import STORE_ENV, default_store
@@ -95,6 +95,7 @@ def export_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Export every observation in a store as one Observations table."""
+    check_outputs(files={"OUT": out})
     rows = open_store(store).export(out)
     if as_json:
         print_json({"path": str(out), "rows": rows})

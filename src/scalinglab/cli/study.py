@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from scalinglab.cli._common import console, note, print_json, user_errors
+from scalinglab.cli._common import check_outputs, console, note, print_json, user_errors
 from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, column_map, loss_unit
 from scalinglab.cli.main import app
 from scalinglab.data.loaders import masked_url, store_url
@@ -82,6 +82,9 @@ def study_command(
     """Train the cpu-tiny sweep (or reuse it), fit every law, and write the report."""
     if bootstrap < 0:  # before an hour of training, not after it
         raise SpecError(f"--bootstrap must be non-negative, got {bootstrap}")
+    if workers is not None and workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {workers}")
+    check_outputs(folders={"--out": out})
     tick = time.perf_counter()
     store = store or default_store() or str(out / "runs.sqlite")
     out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +139,7 @@ def report_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Analyse any run store or table as far as its data allow, and write the report."""
+    check_outputs(folders={"--out": out})
     tick = time.perf_counter()
     study, written = _analyse_and_write(
         source,

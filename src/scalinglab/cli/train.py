@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
-from scalinglab.cli._common import console, err_console, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    err_console,
+    print_json,
+    print_table,
+    user_errors,
+)
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.data.loaders import store_url
@@ -102,6 +109,7 @@ def train_command(
     Under torchrun it trains one run on several processes (DDP):
     torchrun --nproc_per_node=N $(which scalinglab) train ...
     """
+    check_outputs(stores={"--store": store}, folders={"--out-dir": out_dir})
     _require_torch()
     from scalinglab.training.config import TrainConfig, read_toml
     from scalinglab.training.trainer import train
@@ -213,6 +221,7 @@ def sweep_command(
         raise SpecError("give a sweep spec file or --preset NAME (not both)")
     if workers is not None and workers < 1:
         raise SpecError(f"--workers must be at least 1, got {workers}")
+    check_outputs(stores={"--store": store}, folders={"--out-dir": out_dir})
     _require_torch()
     from scalinglab.training.executors import make_executor
     from scalinglab.training.presets import PRESETS

@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 import typer
 
-from scalinglab.cli._common import console, fmt, note, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    fmt,
+    note,
+    print_json,
+    print_table,
+    user_errors,
+)
 from scalinglab.cli.data_options import LossUnitOpt, read_data
 from scalinglab.cli.main import app
 from scalinglab.evaluation.transfer import (
@@ -127,6 +135,7 @@ def fit_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit the shifted power law from loss x to loss y."""
+    check_outputs(files={"--out": out}, figures={"--plot": plot})
     table = load_runs(data, column, wide, loss_unit)
     result = fit_transfer(
         table,

@@ -14,6 +14,7 @@ import pandas as pd
 from scalinglab.data.schema import DEFAULT_REQUIRED, SOURCE_ROW, LossUnit, OnInvalid
 from scalinglab.data.validate import validate_observations
 from scalinglab.errors import InputError
+from scalinglab.user_input import check_input_file
 
 #: compression suffixes pandas understands; the format is named by the suffix before them
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
@@ -87,6 +88,14 @@ def file_format(path: str | Path) -> str:
     return fmt
 
 
+def file_format_or_none(path: str | Path) -> str | None:
+    """:func:`file_format`, or ``None`` for a suffix no reader handles."""
+    try:
+        return file_format(path)
+    except InputError:
+        return None
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """Read a data file as the user wrote it (no renaming, no validation).
 
@@ -97,9 +106,10 @@ def read_table(path: Path) -> pd.DataFrame:
         from scalinglab.data.store import RunStore
 
         return RunStore(url, create=False).observations()
+    if path.is_dir():
+        check_input_file(path, "data")  # says it is a directory, whatever its suffix
     fmt = file_format(path)
-    if not path.is_file():
-        raise InputError(f"no such file: {path}")
+    check_input_file(path, "data")
     if fmt == "sqlite":
         from scalinglab.data.store import RunStore
 

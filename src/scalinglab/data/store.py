@@ -38,7 +38,13 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from scalinglab.data.loaders import file_format, load_observations, masked_url, store_url
+from scalinglab.data.loaders import (
+    file_format,
+    file_format_or_none,
+    load_observations,
+    masked_url,
+    store_url,
+)
 from scalinglab.data.schema import CANONICAL_COLUMNS, SOURCE_ROW
 from scalinglab.data.validate import validate_observations
 from scalinglab.errors import InputError
@@ -112,6 +118,31 @@ _UPSERT_BY_TOKENS = (
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _damaged(err: Exception) -> bool:
+    """Whether ``err`` says a SQLite store lost part of its schema or was damaged (a file
+    that is no database at all is refused when it is opened)."""
+    text = str(err).lower()
+    return isinstance(err, sqlite3.DatabaseError) and any(
+        what in text for what in ("no such table", "no such column", "malformed")
+    )
+
+
+def _run_config(run_id: str, text: Any, source: str) -> dict[str, Any]:
+    """A stored run config, or a clear error for one that is not a JSON object."""
+    try:
+        config = json.loads(text) if text is not None else {}
+    except (TypeError, ValueError, RecursionError):
+        config = None
+    if not isinstance(config, dict):
+        raise InputError(
+            f"run '{run_id}': its stored config is not a JSON object ({str(text)[:60]!r}); "
+            "the store was changed outside scalinglab",
+            source=source,
+            column="config",
+        )
+    return config
 
 
 def _json_default(obj: Any) -> Any:
@@ -412,9 +443,15 @@ class RunStore:
         else:
             self.path = Path(location)
             self.location = str(self.path)
+            if self.path.is_dir():
+                raise InputError(f"run store '{self.path}' is a folder; give a .sqlite file")
             if not create and not self.path.is_file():
                 raise InputError(f"no run store at {self.path}")
             if create:
+                if not self.path.exists() and file_format_or_none(self.path) != "sqlite":
+                    raise InputError(
+                        f"a new run store must end in .sqlite, .sqlite3 or .db: {self.path}"
+                    )
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._backend = _SQLite(self.path, self.timeout_s)
         self._open(create)
@@ -513,6 +550,11 @@ class RunStore:
                     return work(con)
             except Exception as err:
                 if not self._backend.retryable(err) or attempt == self.retries:
+                    if _damaged(err):  # a table or column gone, a file overwritten
+                        raise InputError(
+                            f"the run store is damaged ({err}); restore it or start a new one",
+                            source=self.label,
+                        ) from None
                     raise
                 time.sleep(min(0.05 * 2**attempt, 2.0) * (0.5 + random.random()))
         raise AssertionError("unreachable")  # the loop returns or raises
@@ -652,7 +694,11 @@ class RunStore:
             )
         )
         frame["n_observations"] = frame["n_observations"].astype(np.int64)
-        frame["config"] = [json.loads(c) for c in frame["config"]]
+        configs: list[Any] = [
+            _run_config(str(r), c, self.label)
+            for r, c in zip(frame["run_id"], frame["config"], strict=True)
+        ]
+        frame["config"] = configs
         return frame
 
     def get_run(self, run_id: str) -> dict[str, Any]:

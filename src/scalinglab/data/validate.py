@@ -99,10 +99,25 @@ def _to_float(raw: pd.Series, column: str, checker: _Checker) -> FloatArray:
     """Numeric values of a column; text that is not a number is reported."""
     if pd.api.types.is_numeric_dtype(raw.dtype):
         return raw.to_numpy(dtype=float, na_value=np.nan)
-    coerced = pd.to_numeric(raw, errors="coerce")
-    text = raw.notna().to_numpy() & coerced.isna().to_numpy()
+    try:
+        coerced = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    except OverflowError:  # a whole number beyond float range: infinite, reported as such
+        coerced = np.array([_float_or_nan(v) for v in raw], dtype=float)
+    text = raw.notna().to_numpy() & np.isnan(coerced)
     checker.flag(text, column, "not a number", raw.to_numpy())
-    return coerced.to_numpy(dtype=float, na_value=np.nan)
+    return coerced
+
+
+def _float_or_nan(value: Any) -> float:
+    """``value`` as a float: ±inf beyond float range, NaN for what is not a number."""
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _text(values: pd.Series) -> pd.Series:

@@ -43,6 +43,7 @@ from scalinglab.laws import get_law
 from scalinglab.laws.base import FloatArray
 from scalinglab.laws.downstream import LOSS_FEATURE
 from scalinglab.laws.overtraining import MULTIPLIER
+from scalinglab.user_input import read_json
 
 if TYPE_CHECKING:
     from scalinglab.evaluation.downstream_backtest import Verdict, VerdictRules
@@ -342,12 +343,7 @@ class DownstreamFit:
     @classmethod
     def load(cls, path: str | Path) -> DownstreamFit:
         """Read a fit written by :meth:`save`."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(f"not valid JSON: {err}", source=str(path)) from None
-        except UnicodeDecodeError:
-            raise InputError("not a text file", source=str(path)) from None
+        data = read_json(path, "downstream fit file")
         if not isinstance(data, dict) or "scalinglab_downstream_fit" not in data:
             raise InputError(
                 "not a scalinglab downstream fit (no 'scalinglab_downstream_fit' key; write one "

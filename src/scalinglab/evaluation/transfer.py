@@ -43,6 +43,7 @@ from scalinglab.fitting import Diagnostic, Fit, fit, fit_law
 from scalinglab.fitting.result import IntervalKind
 from scalinglab.laws.base import FloatArray, get_law
 from scalinglab.laws.transfer import ShiftedPowerLaw
+from scalinglab.user_input import read_json
 
 #: dataset name of a run's loss on its own training corpus (the paper's "train loss")
 OWN_DATASET = "train"
@@ -436,7 +437,7 @@ class TransferFit:
                     for k, v in dict(data.get("compute_fits") or {}).items()
                 },
             )
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise InputError(
                 f"not a scalinglab transfer fit ({type(err).__name__}: {err})", source=source
             ) from None
@@ -448,10 +449,7 @@ class TransferFit:
     @classmethod
     def load(cls, path: str | Path) -> TransferFit:
         """Read a transfer fit written by :meth:`save`."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as err:
-            raise InputError(f"not valid JSON: {err}", source=str(path)) from None
+        data = read_json(path, "transfer fit file")
         if not isinstance(data, dict) or "scalinglab_transfer" not in data:
             raise InputError(
                 "not a scalinglab transfer fit (no 'scalinglab_transfer' key)", source=str(path)

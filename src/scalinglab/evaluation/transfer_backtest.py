@@ -185,17 +185,37 @@ def loss_pairs(
     if setting not in SETTINGS:
         raise InputError(f"setting must be one of {', '.join(SETTINGS)}", value=setting)
     fams = _families(observations, families)
+    tests = (
+        []
+        if setting == "train_to_train"
+        else _test_datasets(observations, test_datasets, train_dataset)
+    )
     if setting == "train_to_train":
-        return [
+        pairs = [
             (LossRef(a, train_dataset), LossRef(b, train_dataset))
             for a in fams
             for b in fams
             if a != b
         ]
-    tests = _test_datasets(observations, test_datasets, train_dataset)
-    if setting == "train_to_test":
-        return [(LossRef(f, train_dataset), LossRef(f, t)) for f in fams for t in tests]
-    return [(LossRef(a, t), LossRef(b, t)) for t in tests for a in fams for b in fams if a != b]
+    elif setting == "train_to_test":
+        pairs = [(LossRef(f, train_dataset), LossRef(f, t)) for f in fams for t in tests]
+    else:
+        pairs = [
+            (LossRef(a, t), LossRef(b, t)) for t in tests for a in fams for b in fams if a != b
+        ]
+    if not pairs:
+        need = {
+            "train_to_train": "two families",
+            "train_to_test": f"a test dataset besides '{train_dataset}'",
+            "test_to_test": f"two families and a test dataset besides '{train_dataset}'",
+        }[str(setting)]
+        have = f"families {', '.join(map(repr, fams)) or 'none'}"
+        if setting != "train_to_train":
+            have += f" and test datasets {', '.join(map(repr, tests)) or 'none'}"
+        raise InputError(
+            f"setting '{setting}' has no pair of losses: it needs {need}; the data have {have}"
+        )
+    return pairs
 
 
 def transfer_matrix(

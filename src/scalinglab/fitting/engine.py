@@ -35,6 +35,7 @@ from scalinglab.fitting.projection import Lattice, Projector, lattice_minima
 from scalinglab.fitting.result import Fit
 from scalinglab.fitting.uncertainty import estimate_noise
 from scalinglab.laws.base import FloatArray, Law, get_law
+from scalinglab.user_input import check_seed
 
 #: relative objective gap within which two distinct solutions count as tied
 TIE_RTOL = 1e-3
@@ -179,6 +180,7 @@ def _fit_law(
     search: Search,
     progress: Progress | None,
 ) -> Fit:
+    check_seed(seed, "seed")
     robust = RobustLoss(loss, delta, overestimate_penalty)
     feats, y_arr = _check_arrays(law, x, y)
     n = y_arr.size

@@ -15,6 +15,7 @@ from scalinglab.errors import FitError, InputError
 from scalinglab.fitting.diagnostics import Diagnostic, extrapolation_flag
 from scalinglab.fitting.uncertainty import Noise
 from scalinglab.laws.base import Features, FloatArray, Law, get_law
+from scalinglab.user_input import read_json
 
 #: version of the JSON a fit is saved as; older versions are read, newer ones refused
 FORMAT_VERSION = 2
@@ -258,7 +259,7 @@ class Fit:
                 },
                 options=dict(data.get("options", {})),
             )
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as err:
             raise InputError(
                 f"not a scalinglab fit ({type(err).__name__}: {err})", source=source
             ) from None
@@ -272,23 +273,7 @@ class Fit:
     @classmethod
     def load(cls, path: str | Path) -> Fit:
         """Read a fit written by :meth:`save`."""
-        file = Path(path)
-        if file.is_dir():
-            raise InputError("is a directory, not a fit file", source=str(path))
-        try:
-            if file.stat().st_size > MAX_FIT_BYTES:
-                raise InputError(
-                    f"too large for a fit file ({file.stat().st_size:,} bytes; "
-                    f"at most {MAX_FIT_BYTES:,})",
-                    source=str(path),
-                )
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputError(f"not valid JSON: {err}", source=str(path)) from None
-        except RecursionError:
-            raise InputError(
-                "not a scalinglab fit (JSON nested too deeply)", source=str(path)
-            ) from None
+        data = read_json(path, "fit file", limit=MAX_FIT_BYTES)
         if not isinstance(data, dict) or "scalinglab_fit" not in data:
             raise InputError("not a scalinglab fit (no 'scalinglab_fit' key)", source=str(path))
         return cls.from_dict(data, source=str(path))

@@ -48,14 +48,20 @@ from scalinglab.errors import FitError, InputError, SpecError
 from scalinglab.laws.base import Features, FloatArray, Law, Parameter, register
 from scalinglab.schedules import (
     DEFAULT_DECAY,
+    MAX_SCHEDULE_STEPS,
+    LearningRates,
     Schedule,
     check_learning_rates,
-    lr_areas,
+    check_schedule_steps,
+    drop_sums_at,
+    lr_areas_at,
     lr_drops,
     parse_schedule,
+    peak_step,
     read_logged_lr,
     warmup_end,
 )
+from scalinglab.user_input import check_finite
 
 if TYPE_CHECKING:
     # pandas is imported where it is used: `scalinglab laws` starts without it
@@ -66,6 +72,10 @@ WARMUP_MODES: tuple[str, ...] = ("s1", "both", "neither", "fit")
 #: learning rates below this fraction of the peak count as this fraction in η^(−γ), so that a
 #: schedule decaying to exactly 0 keeps a finite multi-power loss drop
 _LR_FLOOR_FRACTION = 1e-8
+#: the most steps one call of predict_curve predicts (pass fewer steps, e.g. every 100th)
+MAX_CURVE_POINTS = 1_000_000
+#: features held at once while predicting (points × bins): predictions go in blocks of points
+_BLOCK_VALUES = 1 << 21
 
 
 class CurveLaw(Law):
@@ -91,12 +101,18 @@ class CurveLaw(Law):
 
     @abstractmethod
     def curve_features(
-        self, lr: FloatArray, steps: NDArray[np.int64], *, model_params: float | None = None
+        self, lr: LearningRates, steps: NDArray[np.int64], *, model_params: float | None = None
     ) -> dict[str, FloatArray]:
         """Features of the points at ``steps`` of one run with per-step learning rate ``lr``.
 
-        ``lr`` must cover every update before the last step (``len(lr) >= max(steps)``).
+        ``lr`` is an array that covers every update before the last step
+        (``len(lr) >= max(steps)``), or a schedule (read chunk by chunk: memory does not grow
+        with the number of steps).
         """
+
+    def feature_width(self, n_steps: int) -> int:
+        """Feature values per point for runs of up to ``n_steps`` (memory per point)."""
+        return 1
 
     def features(self, observations: pd.DataFrame) -> dict[str, FloatArray]:
         """Per-point features, computed run by run from each run's learning-rate schedule."""
@@ -123,8 +139,9 @@ class CurveLaw(Law):
             if "params" in self.inputs:
                 model_params = _one_value(run_df, "params", run_name, source)
             try:
-                lr = run_lr(run_df, int(steps.max()), source=source)
-                feats = self.curve_features(lr, steps, model_params=model_params)
+                feats = self.curve_features(
+                    run_schedule(run_df, source=source), steps, model_params=model_params
+                )
             except InputError as err:
                 raise InputError(
                     f"run {run_name}: {err.reason}",
@@ -144,12 +161,15 @@ class CurveLaw(Law):
                 out[name][rows] = values
         return out
 
-    def _s1(self, lr: FloatArray, t: NDArray[np.int64], start: int) -> FloatArray:
-        """Forward area up to and including update ``t`` under the warmup option."""
-        cum = np.cumsum(lr)
-        s1 = cum[t]
-        if self.warmup == "neither" and start > 0:
-            s1 = s1 - cum[start - 1]
+    def _checked_s1(self, s1: FloatArray, t: NDArray[np.int64]) -> FloatArray:
+        """The forward area at updates ``t``, checked to be positive and finite."""
+        if not np.all(np.isfinite(s1)):
+            bad = int(t[np.flatnonzero(~np.isfinite(s1))[0]]) + 1
+            raise InputError(
+                f"the learning rates add up to more than the largest number by step {bad}; "
+                "are they in the optimizer's units (e.g. 3e-4)?",
+                column="lr",
+            )
         if np.any(s1 <= 0):
             bad = int(t[np.flatnonzero(s1 <= 0)[0]]) + 1
             raise InputError(
@@ -163,12 +183,12 @@ class CurveLaw(Law):
             )
         return np.asarray(s1, dtype=float)
 
-    def _anneal_start(self, lr: FloatArray) -> int:
+    def _anneal_start(self, lr: LearningRates, n: int | None = None) -> int:
         """Step up to which learning-rate changes are not annealing (the warmup)."""
-        return 0 if self.warmup == "both" else warmup_end(lr)
+        return 0 if self.warmup == "both" else warmup_end(lr, n)
 
-    def _s1_start(self, lr: FloatArray) -> int:
-        return warmup_end(lr) if self.warmup == "neither" else 0
+    def _s1_start(self, lr: LearningRates, n: int | None = None) -> int:
+        return warmup_end(lr, n) if self.warmup == "neither" else 0
 
     def _warmup_parameters(self) -> tuple[Parameter, ...]:
         """``S0`` with ``warmup="fit"`` (the last parameter of every curve law)."""
@@ -225,6 +245,15 @@ def _whole_steps(df: pd.DataFrame, source: str) -> NDArray[np.int64]:
     if bad.size:
         raise InputError(
             "step must be a whole number >= 1 (the loss after that many updates)",
+            source=source,
+            row=_row(df, int(bad[0])),
+            column="step",
+            value=df["step"].iloc[bad[0]],
+        )
+    bad = np.flatnonzero(raw > MAX_SCHEDULE_STEPS)
+    if bad.size:
+        raise InputError(
+            f"step is beyond the limit of {MAX_SCHEDULE_STEPS:,} steps for curve laws",
             source=source,
             row=_row(df, int(bad[0])),
             column="step",
@@ -330,6 +359,15 @@ def run_schedule(
     keep = ~np.isnan(lr)
     if not keep.any():
         raise InputError("the run has no logged learning rate", source=source, column="lr")
+    if not keep.all():  # never interpolated over silently
+        missing = int(np.flatnonzero(~keep)[0])
+        raise InputError(
+            "missing learning rate (the run logs one at other steps); fill it in, or give "
+            "the run's schedule spec (--schedule RUN=SPEC)",
+            source=source,
+            row=_row(run, missing),
+            column="lr",
+        )
     kept = np.flatnonzero(keep)
     check_learning_rates(lr[keep], source, row_of=lambda i: _row(run, int(kept[i])))
     steps, lr = steps[keep], lr[keep]
@@ -349,6 +387,7 @@ def run_schedule(
 
 def run_lr(run: pd.DataFrame, n_steps: int, *, source: str = "<DataFrame>") -> FloatArray:
     """Learning rate of updates ``0 … n_steps − 1`` of one run (see :func:`run_schedule`)."""
+    check_schedule_steps(n_steps, "n_steps")
     return run_schedule(run, source=source).lr(np.arange(n_steps))
 
 
@@ -405,11 +444,18 @@ class AnnealingLaw(CurveLaw):
         )  # fmt: skip
 
     def curve_features(
-        self, lr: FloatArray, steps: NDArray[np.int64], *, model_params: float | None = None
+        self, lr: LearningRates, steps: NDArray[np.int64], *, model_params: float | None = None
     ) -> dict[str, FloatArray]:
         t = np.asarray(steps, dtype=np.int64) - 1
-        _, s2 = lr_areas(lr, self.decay, anneal_start=self._anneal_start(lr))
-        out = {"s1": self._s1(lr, t, self._s1_start(lr)), "s2": s2[t]}
+        n = int(t.max()) + 1
+        s1, s2 = lr_areas_at(
+            lr,
+            t,
+            self.decay,
+            anneal_start=self._anneal_start(lr, n),
+            s1_start=self._s1_start(lr, n),
+        )
+        out = {"s1": self._checked_s1(s1, t), "s2": s2}
         if model_params is not None:
             out["params"] = np.full(t.shape, float(model_params))
         return out
@@ -486,7 +532,7 @@ class AnnealingSizeLaw(AnnealingLaw):
         )  # fmt: skip
 
     def curve_features(
-        self, lr: FloatArray, steps: NDArray[np.int64], *, model_params: float | None = None
+        self, lr: LearningRates, steps: NDArray[np.int64], *, model_params: float | None = None
     ) -> dict[str, FloatArray]:
         if model_params is None:
             raise InputError(f"law '{self.name}' needs the model size (params)")
@@ -639,35 +685,44 @@ class MultiPowerLaw(CurveLaw):
             edges.append(max(edges[-1] + 1, math.ceil(edges[-1] * self.bin_ratio)))
         return np.asarray(edges, dtype=np.int64)
 
+    def feature_width(self, n_steps: int) -> int:
+        return int(self._edges(n_steps).size) - 1
+
     def curve_features(
-        self, lr: FloatArray, steps: NDArray[np.int64], *, model_params: float | None = None
+        self, lr: LearningRates, steps: NDArray[np.int64], *, model_params: float | None = None
     ) -> dict[str, FloatArray]:
-        lr = np.asarray(lr, dtype=float)
         t = np.asarray(steps, dtype=np.int64) - 1
-        drops = lr_drops(lr, anneal_start=self._anneal_start(lr))
-        size = np.abs(drops)
-        log_lr = np.log(np.maximum(lr, _LR_FLOOR_FRACTION * lr.max()))
-        cum = np.cumsum(lr)
-        before = np.concatenate([[0.0], cum[:-1]])  # area of updates before k
-
-        def prefix(v: FloatArray) -> FloatArray:
-            return np.concatenate([[0.0], np.cumsum(v)])
-
-        c_drop, c_size = prefix(drops), prefix(size)
-        c_log, c_before = prefix(size * log_lr), prefix(size * before)
-        edges = self._edges(int(t.max()) + 1)
-        # bin j of the point at update t holds drops at k in (t − edges[j+1], t − edges[j]]
-        hi = np.clip(t[:, None] - edges[None, :-1], -1, lr.size - 1) + 1
+        n = int(t.max()) + 1
+        peak_at, peak = peak_step(lr, n)
+        anneal_start = 0 if self.warmup == "both" else peak_at
+        s1_start = peak_at if self.warmup == "neither" else 0
+        edges = self._edges(n)
+        # bin j of the point at update t holds drops at k in (t − edges[j+1], t − edges[j]]:
+        # sums over k < hi minus sums over k < lo
+        hi = np.clip(t[:, None] - edges[None, :-1], -1, n - 1) + 1
         lo = np.clip(t[:, None] - edges[None, 1:] + 1, 0, None)
         lo = np.minimum(lo, hi)
-        weight = c_drop[hi] - c_drop[lo]
-        mass = c_size[hi] - c_size[lo]
+        s1_from = np.full(1, s1_start, dtype=np.int64)
+        index, where = np.unique(np.concatenate([hi.ravel(), lo.ravel(), t + 1, s1_from]),
+                                 return_inverse=True)  # fmt: skip
+        sums = drop_sums_at(lr, index, anneal_start=anneal_start, floor=_LR_FLOOR_FRACTION * peak)
+        k = hi.size
+
+        def at(name: str, part: slice) -> FloatArray:
+            return sums[name][where[part]]
+
+        def binned(name: str) -> FloatArray:
+            return (at(name, slice(0, k)) - at(name, slice(k, 2 * k))).reshape(hi.shape)
+
+        weight, mass = binned("drop"), binned("size")
+        cum_t = at("lr", slice(2 * k, 2 * k + t.size))
+        s1 = cum_t - at("lr", slice(2 * k + t.size, None))
         filled = mass > 0
         denom = np.where(filled, mass, 1.0)
-        mean_log_lr = np.where(filled, (c_log[hi] - c_log[lo]) / denom, 0.0)
-        area = np.where(filled, cum[t][:, None] - (c_before[hi] - c_before[lo]) / denom, 0.0)
+        mean_log_lr = np.where(filled, binned("size_log_lr") / denom, 0.0)
+        area = np.where(filled, cum_t[:, None] - binned("size_area") / denom, 0.0)
         return {
-            "s1": self._s1(lr, t, self._s1_start(lr)),
+            "s1": self._checked_s1(s1, t),
             "ld_weight": np.where(filled, weight, 0.0),
             "ld_log_lr": mean_log_lr,
             "ld_area": np.maximum(area, 0.0),
@@ -849,7 +904,8 @@ def predict_curve(
         The schedule, or its spec string.
     steps
         Steps at which to predict (loss after that many updates); default every step
-        ``1 … total``.
+        ``1 … total``. At most :data:`MAX_CURVE_POINTS` of them, each at most
+        :data:`~scalinglab.schedules.MAX_SCHEDULE_STEPS`.
     model_params
         Model size N, for ``annealing_size``.
 
@@ -857,18 +913,54 @@ def predict_curve(
     -------
     numpy.ndarray
         Loss at each step.
+
+    Notes
+    -----
+    Memory is bounded: the schedule is read chunk by chunk, and the points are predicted in
+    blocks (each block one pass over the schedule up to its last step).
     """
     law = curve_law(fit)
+    _check_model_params(law, model_params)
     sched = parse_schedule(schedule) if isinstance(schedule, str) else schedule
-    at = np.arange(1, sched.total + 1) if steps is None else np.asarray(steps)
+    if steps is None and sched.total > MAX_CURVE_POINTS:
+        raise SpecError(
+            f"predicting every one of {sched.total:,} steps is more than the "
+            f"{MAX_CURVE_POINTS:,} points of one prediction; pass the steps to predict "
+            "(e.g. every 100th)"
+        )
+    at = np.arange(1, sched.total + 1) if steps is None else np.asarray(steps, dtype=float)
+    at = at.reshape(-1)
     if at.size == 0:
         return np.zeros(0)
-    if np.any(at < 1) or np.any(at != np.round(at)):
+    if at.size > MAX_CURVE_POINTS:
+        raise SpecError(
+            f"{at.size:,} steps to predict is more than the {MAX_CURVE_POINTS:,} points of "
+            "one prediction; predict fewer (e.g. every 100th step)"
+        )
+    if np.any(~(at >= 1)) or np.any(at != np.round(at)):
         raise InputError("steps must be whole numbers >= 1", column="step")
+    check_schedule_steps(float(at.max()), "step")
     at = at.astype(np.int64)
-    lr = sched.lr(np.arange(int(at.max())))
-    x = law.curve_features(lr, at, model_params=model_params)
-    return law.predict(dict(fit.params), x)
+    order = np.argsort(at, kind="stable")
+    block = max(1, _BLOCK_VALUES // law.feature_width(int(at.max())))
+    loss = np.empty(at.size)
+    for first in range(0, at.size, block):
+        rows = order[first : first + block]
+        x = law.curve_features(sched, at[rows], model_params=model_params)
+        loss[rows] = law.predict(dict(fit.params), x)
+    return loss
+
+
+def _check_model_params(law: CurveLaw, model_params: float | None) -> None:
+    """A model size is positive and finite, and given only to a law that uses it."""
+    if model_params is None:
+        return
+    if "params" not in law.inputs:
+        raise SpecError(
+            f"law '{law.name}' does not depend on the model size; leave out model_params "
+            "(--model-params)"
+        )
+    check_finite(model_params, "model_params (--model-params)", positive=True)
 
 
 def curve_errors(
@@ -951,6 +1043,7 @@ def final_loss_model(
     Returns a function ``lr (per step) → (loss after the last step, d loss / d lr)``.
     """
     law = curve_law(fit)
+    _check_model_params(law, model_params)
     params = dict(fit.params)
     if "params" in law.inputs and model_params is None:
         raise FitError(f"law '{law.name}' needs the model size (params) to predict a loss")

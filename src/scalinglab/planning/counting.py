@@ -22,6 +22,7 @@ logits; the backward pass costs twice the forward), next to the ``6 N`` approxim
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -209,6 +210,8 @@ class ModelShape:
                 f"kv_heads must be a positive divisor of heads={heads}",
                 value=kv_heads,
             )
+        if self.d_ff is None and not (math.isfinite(self.ffn_mult) and self.ffn_mult > 0):
+            raise InputError("ffn_mult must be a positive finite number", value=self.ffn_mult)
         d_ff = self.d_ff if self.d_ff is not None else round(self.ffn_mult * self.d_model)
         if d_ff < 1:
             raise InputError("the MLP width d_ff must be positive", value=d_ff)

@@ -181,12 +181,17 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return cols
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~&])")
+#: what starts a list item or a quote at the beginning of a line
+_MD_BLOCK_START = re.compile(r"^(\s*\d*)([-+.)])(?=\s|$)")
 
 
 def _md_text(text: str) -> str:
-    """User text in Markdown: characters Markdown or HTML would read are escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+    """User text in Markdown: characters Markdown or HTML would read are escaped (``<`` too,
+    so no raw HTML), a list marker at its start too, and line breaks become spaces (one
+    paragraph, one table cell)."""
+    line = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    return _MD_BLOCK_START.sub(r"\1\\\2", line)
 
 
 def _md_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -5,7 +5,18 @@
 >>> s1, s2 = lr_areas(sched.array(), anneal_start=sched.warmup_steps)
 """
 
-from scalinglab.schedules.areas import DEFAULT_DECAY, lr_areas, lr_drops, warmup_end
+from scalinglab.schedules.areas import (
+    DEFAULT_DECAY,
+    MAX_SCHEDULE_STEPS,
+    LearningRates,
+    check_schedule_steps,
+    drop_sums_at,
+    lr_areas,
+    lr_areas_at,
+    lr_drops,
+    peak_step,
+    warmup_end,
+)
 from scalinglab.schedules.base import (
     COOLDOWN_SHAPES,
     SCHEDULE_KINDS,
@@ -43,6 +54,7 @@ __all__ = [
     "COOLDOWN_SHAPES",
     "DEFAULT_DECAY",
     "LR_CONVENTIONS",
+    "MAX_SCHEDULE_STEPS",
     "SCHEDULE_KINDS",
     "WARMUP_SHAPES",
     "Candidate",
@@ -50,6 +62,7 @@ __all__ = [
     "CosineSchedule",
     "CyclicCosineSchedule",
     "InverseSqrtSchedule",
+    "LearningRates",
     "LinearSchedule",
     "LoggedSchedule",
     "LrConvention",
@@ -60,11 +73,15 @@ __all__ = [
     "TabulatedSchedule",
     "WSDSchedule",
     "check_learning_rates",
+    "check_schedule_steps",
     "choose_schedule",
+    "drop_sums_at",
     "lr_areas",
+    "lr_areas_at",
     "lr_drops",
     "optimize_monotone",
     "parse_schedule",
+    "peak_step",
     "read_logged_lr",
     "resolve_schedule",
     "schedule_from_lr",

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from scalinglab.errors import InputError, SpecError
+from scalinglab.schedules.areas import check_schedule_steps
 
 FloatArray = NDArray[np.float64]
 
@@ -77,6 +78,7 @@ class ParametricSchedule(Schedule):
         self._check_lr("warmup_lr", self.warmup_lr)
         if self.total < 1:
             raise SpecError(f"{self.kind}: total={self.total} must be at least 1 step")
+        check_schedule_steps(self.total, f"{self.kind}: total")
         if not 0 <= self.warmup < self.total:
             raise SpecError(
                 f"{self.kind}: warmup={self.warmup} must be in [0, total) (total={self.total})"

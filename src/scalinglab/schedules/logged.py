@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from scalinglab.errors import InputError, SpecError
+from scalinglab.schedules.areas import MAX_SCHEDULE_STEPS
 from scalinglab.schedules.base import FloatArray, TabulatedSchedule, check_learning_rates
 
 LrConvention = Literal["auto", "before", "after"]
@@ -120,6 +121,15 @@ def read_logged_lr(
             column="step",
             value=float(at[bad[0]]),
         )
+    far = np.flatnonzero(at > MAX_SCHEDULE_STEPS)
+    if far.size:
+        raise InputError(
+            f"step is beyond the limit of {MAX_SCHEDULE_STEPS:,} steps",
+            source=source,
+            row=int(far[0]) + 1,
+            column="step",
+            value=float(at[far[0]]),
+        )
     order = np.argsort(at, kind="stable")
     at, values = at[order].astype(np.int64), values[order]
     dup = np.flatnonzero(np.diff(at) == 0)
@@ -148,6 +158,13 @@ def read_logged_lr(
         raise InputError(
             f"total={total} ends before the last logged update ({int(updates[-1])})",
             source=source,
+        )
+    if length > MAX_SCHEDULE_STEPS:
+        raise InputError(
+            f"a schedule of {length:,} steps is beyond the limit of {MAX_SCHEDULE_STEPS:,}",
+            source=source,
+            column="step",
+            value=int(at[-1]),
         )
     per_step = np.empty(length)
     notes: list[str] = []

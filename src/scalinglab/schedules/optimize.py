@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scalinglab.errors import SpecError
+from scalinglab.schedules.areas import check_schedule_steps
 from scalinglab.schedules.base import (
     COOLDOWN_SHAPES,
     CosineSchedule,
@@ -31,6 +32,9 @@ FinalLoss = Callable[[FloatArray], tuple[float, FloatArray]]
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8)
 #: a sigmoid this close to 1 keeps the learning rate flat between two knots
 _Z_BOUND = 20.0
+#: the longest budget optimised: every candidate is a per-step array, evaluated hundreds of
+#: times (about 100 bytes and, here, a few microseconds per step per evaluation)
+MAX_OPTIMIZE_STEPS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,8 @@ def optimize_monotone(
     """
     if knots < 2:
         raise SpecError(f"knots={knots} must be at least 2")
+    if knots > total - warmup:
+        raise SpecError(f"knots={knots} is more than the {total - warmup} steps after the warmup")
     template = CosineSchedule(peak=peak, total=total, warmup=warmup, final=final)
     param = _Knots(template, warmup, final, knots)
 
@@ -250,6 +256,7 @@ def choose_schedule(
     -------
     ScheduleChoice
     """
+    check_schedule_steps(total, "total", MAX_OPTIMIZE_STEPS, "choosing a schedule")
     cosine_sched = CosineSchedule(peak=peak, total=total, warmup=warmup, final=final)
     cosine = Candidate("cosine", cosine_sched, final_loss(cosine_sched.array())[0])
     wsd20_sched = WSDSchedule(

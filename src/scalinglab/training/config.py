@@ -6,7 +6,9 @@ import dataclasses
 import hashlib
 import json
 import math
-import tomllib
+import re
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +17,18 @@ from typing import Any, Literal
 import numpy as np
 
 from scalinglab.errors import SpecError
-from scalinglab.schedules import resolve_schedule
+from scalinglab.schedules import check_schedule_steps, resolve_schedule
 from scalinglab.training.loggers import check_loggers
 from scalinglab.training.model import GPTConfig
+from scalinglab.user_input import check_name, check_seed
+from scalinglab.user_input import read_toml as _read_toml
+
+#: devices a run can name (torch reads more, but these are the ones the trainer supports)
+_DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)\Z")
+#: the most torch threads a run may ask for (far more than cores only slows it, then fails)
+MAX_THREADS = 1024
+#: suffixes of a run-store file (a store named .csv would be a SQLite file in disguise)
+_STORE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,8 @@ class TrainConfig:
         Write a checkpoint every this many steps (``None``: at every regular evaluation);
         the last step always gets one.
     seed
-        Seeds the initialisation and the batch order; runs are reproducible on one device.
+        Seeds the initialisation and the batch order (0 … 2**32 − 1); runs are reproducible
+        on one device.
     device
         ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     dtype
@@ -80,11 +92,14 @@ class TrainConfig:
     threads
         Torch intra-op threads (``None``: torch's default).
     run_id
-        Name of the run in the store (``None``: derived from a hash of the config).
+        Name of the run in the store (``None``: derived from a hash of the config); it names
+        the checkpoint folder, so it must be a safe name (letters, digits, ``_ . - + = @ ,``;
+        no ``/`` or ``..``).
     family
         Family recorded with the run in the store.
     store
-        Run-store SQLite file that receives the observations (``None``: none).
+        Run-store SQLite file (``.sqlite``, ``.sqlite3`` or ``.db``) that receives the
+        observations (``None``: none).
     out_dir
         Folder of the run's checkpoints (``None``: ``runs/<run_id>``).
     log_to
@@ -131,6 +146,10 @@ class TrainConfig:
     log_to: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("eval_data", "log_to"):  # one value, e.g. --set eval_data=python-docs
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, (getattr(self, name),))
+        _check_types(self)
         # TOML and JSON give lists; the config is frozen and hashable in spirit
         object.__setattr__(self, "eval_data", tuple(self.eval_data))
         object.__setattr__(self, "log_to", tuple(self.log_to))
@@ -141,6 +160,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Check everything that can be checked without data; raise :class:`SpecError`."""
+        _check_types(self)
         self.model_config(vocab_size=256)  # shape checks live in GPTConfig
         _positive_int("batch_size", self.batch_size)
         if (self.steps is None) == (self.tokens is None):
@@ -155,9 +175,21 @@ class TrainConfig:
                     f"(batch_size {self.batch_size} x context {self.context} = "
                     f"{self.tokens_per_step} tokens)"
                 )
+        check_schedule_steps(self.total_steps, "steps", purpose="a training run")
+        check_seed(self.seed, "seed")
+        if self.run_id is not None:
+            check_name(self.run_id, "run_id")
+        if self.store is not None and "://" not in self.store:
+            if not self.store.lower().endswith(_STORE_SUFFIXES):
+                raise SpecError(
+                    f"store '{self.store}' must be a run-store file ending in "
+                    f"{', '.join(_STORE_SUFFIXES)}"
+                )
         for name in ("eval_every", "checkpoint_every", "threads"):
             if getattr(self, name) is not None:
                 _positive_int(name, getattr(self, name))
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise SpecError(f"threads must be at most {MAX_THREADS}, got {self.threads}")
         _positive_int("eval_tokens", self.eval_tokens)
         if not isinstance(self.eval_log_points, int) or self.eval_log_points < 0:
             raise SpecError(f"eval_log_points must be >= 0, got {self.eval_log_points!r}")
@@ -179,7 +211,7 @@ class TrainConfig:
             raise SpecError("eval_data must name at least one corpus")
         if self.dtype not in ("auto", "bf16", "fp32"):
             raise SpecError(f"dtype must be auto, bf16 or fp32, got {self.dtype!r}")
-        if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
+        if not _DEVICE.match(self.device):
             raise SpecError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check_optimizer(self.optimizer, self.optimizer_kwargs)
         check_loggers(self.log_to)
@@ -296,6 +328,54 @@ _NOT_IDENTITY = frozenset(
 )  # fmt: skip
 
 
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint`` of a TrainConfig field."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    if origin is Mapping or hint is Mapping:
+        return isinstance(value, Mapping)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text",
+             type(None): "absent"}  # fmt: skip
+    if hint in names:
+        return names[hint]
+    if origin in (tuple, list):
+        return "a list of texts"
+    return "a table of settings"
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Every field has the type its annotation gives (a TOML or --set value may not)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _type_ok(value, hints[f.name]):
+            raise SpecError(f"{f.name} must be {_describe(hints[f.name])}, got {value!r}")
+
+
 def _positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise SpecError(f"{name} must be a positive integer, got {value!r}")
@@ -312,11 +392,7 @@ def _check_optimizer(name: str, kwargs: Mapping[str, Any]) -> None:
     make_optimizer(name, [torch.zeros(2, 2, requires_grad=True)], lr=1e-3, **kwargs)
 
 
-#: schedule-spec keys that count steps, and may be given as fractions of the run here
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file, turning syntax errors into :class:`SpecError` with the file name."""
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{path}: invalid TOML ({err})") from None
+def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """Parse a TOML file of settings: a missing, binary, invalid or huge file is a
+    :class:`SpecError` or :class:`~scalinglab.errors.InputError` naming it."""
+    return _read_toml(path, what)

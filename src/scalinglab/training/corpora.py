@@ -98,7 +98,10 @@ def _records(path: Path, field: str) -> Iterator[tuple[str, str]]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as err:  # pyarrow's errors derive from these
+            raise InputError(f"cannot read as Parquet: {err}", source=source) from None
         if field not in table.column_names:
             raise InputError(
                 f"no column '{field}' (columns: {', '.join(table.column_names)}); "
@@ -112,7 +115,13 @@ def _records(path: Path, field: str) -> Iterator[tuple[str, str]]:
             yield f"{row}", value
         return
     with path.open(encoding="utf-8") as fh:
-        for row, line in enumerate(fh, start=1):
+        try:
+            lines = list(fh)
+        except UnicodeDecodeError as err:
+            raise InputError(
+                f"not UTF-8 text (byte {err.start} of a line)", source=source
+            ) from None
+        for row, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:

@@ -47,6 +47,7 @@ from typing import Any
 
 from scalinglab.data.loaders import store_url
 from scalinglab.errors import SpecError
+from scalinglab.schedules import MAX_SCHEDULE_STEPS
 from scalinglab.training.config import TrainConfig, read_toml
 from scalinglab.training.executors import EXECUTORS, Executor, make_executor
 from scalinglab.training.executors.base import RunOutcome, finished_runs
@@ -54,6 +55,7 @@ from scalinglab.training.executors.local import STOP_GRACE_S
 from scalinglab.training.executors.ray import RaySettings
 from scalinglab.training.executors.slurm import SlurmSettings
 from scalinglab.training.presets import PRESETS
+from scalinglab.user_input import check_name, check_seed
 
 __all__ = [
     "STOP_GRACE_S",
@@ -154,8 +156,15 @@ class SweepSpec:
         seeds = data.get("seeds", [0])
         if not isinstance(optimizers, list) or not all(isinstance(o, str) for o in optimizers):
             raise SpecError(f"{source}: optimizers must be a list of names")
-        if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-            raise SpecError(f"{source}: seeds must be a list of integers")
+        if not isinstance(seeds, list) or not seeds:
+            raise SpecError(f"{source}: seeds must be a non-empty list of integers")
+        for seed in seeds:
+            check_seed(seed, f"{source}: seeds")
+        # these names make up run ids, which name checkpoint folders
+        name = check_name(str(data.get("name", Path(source).stem)), f"{source}: name")
+        for key, entries in (("models", models), ("schedules", schedules)):
+            for entry in entries:
+                check_name(entry, f"{source}: {key}.{entry}")
         base = data.get("base", {})
         extra = data.get("optimizer_kwargs", {})
         if not isinstance(base, Mapping) or not isinstance(extra, Mapping):
@@ -174,7 +183,7 @@ class SweepSpec:
             if not isinstance(data.get(table, {}), Mapping):
                 raise SpecError(f"{source}: [{table}] must be a table")
         return cls(
-            name=str(data.get("name", Path(source).stem)),
+            name=name,
             models=dict(models),
             budget_kind=kind,
             budgets=tuple(budgets),
@@ -234,7 +243,7 @@ class SweepSpec:
         if self.budget_kind == "tokens":
             return TrainConfig.from_dict({**settings, "tokens": int(budget)}, source=run_id)
         # N decides the tokens; any long placeholder budget validates the rest of the config
-        probe = TrainConfig.from_dict({**settings, "steps": 1 << 40}, source=run_id)
+        probe = TrainConfig.from_dict({**settings, "steps": MAX_SCHEDULE_STEPS}, source=run_id)
         from scalinglab.training.trainer import param_count, tokenizer_for
 
         params = param_count(probe, tokenizer_for(probe).vocab_size).total
@@ -281,7 +290,7 @@ def load_sweep(source: str | Path) -> SweepSpec:
         raise SpecError(
             f"sweep spec '{source}' is neither a file nor a preset ({', '.join(sorted(PRESETS))})"
         )
-    return SweepSpec.from_dict(read_toml(path), source=str(path))
+    return SweepSpec.from_dict(read_toml(path, "sweep spec"), source=str(path))
 
 
 @dataclass
@@ -356,6 +365,8 @@ def run_sweep(
     """
     from scalinglab.training.trainer import prepare_data
 
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise SpecError(f"workers must be at least 1, got {workers!r}")
     tick = time.perf_counter()
     runner = (
         executor

@@ -9,8 +9,10 @@ splits are cached too, so a sweep tokenizes each corpus once.
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -87,21 +89,26 @@ class BPETokenizer:
 def _train_bpe(corpus: Corpus, vocab_size: int) -> BPETokenizer:
     name = f"bpe:{vocab_size}:{corpus.fingerprint}"
     path = cache_dir() / "tokenizers" / f"bpe-{vocab_size}-{corpus.fingerprint}.json"
-    if not path.exists():
-        from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import decoders, models, pre_tokenizers, trainers
+    if path.is_file():
+        try:
+            return BPETokenizer(path.read_text(encoding="utf-8"), name)
+        except Exception:  # a damaged cache entry (any error) is trained again
+            pass
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
 
-        tok = HFTokenizer(models.BPE())
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        )
-        tok.train_from_iterator(corpus.train, trainer=trainer, length=len(corpus.train))
-        atomic_write(path, tok.to_str().encode("utf-8"))
-    return BPETokenizer(path.read_text(encoding="utf-8"), name)
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus.train, trainer=trainer, length=len(corpus.train))
+    serialized = tok.to_str()
+    atomic_write(path, serialized.encode("utf-8"))
+    return BPETokenizer(serialized, name)
 
 
 def get_tokenizer(spec: str, corpus: Corpus | Callable[[], Corpus]) -> Tokenizer:
@@ -137,13 +144,31 @@ class TokenSplits:
     val: TokenIds
 
 
+def _read_cached_tokens(path: Path) -> tuple[TokenIds, TokenIds] | None:
+    """The cached (train, val) token ids, or None when absent or unreadable (then rebuilt).
+
+    A cache file cut short (a full disk, a copy interrupted) must not stop training: the
+    cache is rebuildable, so a damaged entry is treated as missing and written again.
+    """
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            train, val = np.asarray(data["train"]), np.asarray(data["val"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if train.ndim != 1 or val.ndim != 1 or train.dtype.kind != "u" or val.dtype.kind != "u":
+        return None
+    return train, val
+
+
 def tokenize(corpus: Corpus, tokenizer: Tokenizer) -> TokenSplits:
     """Tokenize both splits of ``corpus``, from the cache when it was done before."""
     key = f"{corpus.fingerprint}-{tokenizer.name.replace(':', '_')}-v{_CACHE_VERSION}"
     path = cache_dir() / "tokens" / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as data:
-            return TokenSplits(corpus.name, data["train"], data["val"])
+    cached = _read_cached_tokens(path)
+    if cached is not None:
+        return TokenSplits(corpus.name, *cached)
     # the smallest dtype that holds the ids keeps memory and the cache small
     dtype = np.uint8 if tokenizer.vocab_size <= 256 else np.uint16
     train = tokenizer.encode(corpus.train).astype(dtype)

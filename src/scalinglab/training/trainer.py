@@ -12,14 +12,18 @@ written too, as dataset ``train``.
 ``flops = 6 · params · tokens``;
 ``params_nonembedding`` is recorded alongside for Kaplan-style fits. ``lr`` is the learning
 rate of the update that produced the measured weights. Checkpoints are written atomically; a
-run whose ``out_dir`` holds one resumes from it. ``log_to`` also sends every evaluation to
-TensorBoard, MLflow or W&B (:mod:`scalinglab.training.loggers`).
+run whose ``out_dir`` holds one resumes from it. While it trains, a run holds the lock of its
+``out_dir`` (:mod:`scalinglab.training.lock`): a second process that starts it is refused.
+A validation loss that is not finite stops the run as diverged (:class:`TrainingDiverged`).
+``log_to`` also sends every evaluation to TensorBoard, MLflow or W&B
+(:mod:`scalinglab.training.loggers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,18 +35,28 @@ import pandas as pd
 import torch
 from torch import nn
 
-from scalinglab.errors import SpecError
+from scalinglab.errors import ScalingLabError, SpecError
 from scalinglab.planning.counting import ParamCount, count_params
 from scalinglab.training import distributed
-from scalinglab.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from scalinglab.training.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    remove_stale_temp_files,
+    save_checkpoint,
+)
 from scalinglab.training.config import TrainConfig
 from scalinglab.training.corpora import Corpus, load_corpus
+from scalinglab.training.lock import run_lock
 from scalinglab.training.loggers import open_run_loggers
 from scalinglab.training.model import GPT
 from scalinglab.training.tokenizer import TokenIds, Tokenizer, TokenSplits, get_tokenizer, tokenize
 
 #: callback after every update: ``(step, metrics)``; metrics hold eval losses at eval steps
 StepCallback = Callable[[int, Mapping[str, float]], None]
+
+
+class TrainingDiverged(ScalingLabError):
+    """A validation loss that is not finite: the run diverged (the store marks it failed)."""
 
 
 @dataclass
@@ -182,6 +196,46 @@ def eval_windows(tokens: TokenIds, context: int, max_tokens: int) -> torch.Tenso
     count = max(1, min(available, max_tokens // context))
     starts = np.linspace(0, tokens.size - context - 1, count).astype(np.int64)
     return torch.from_numpy(tokens[starts[:, None] + np.arange(context + 1)].astype(np.int64))
+
+
+def _memory_bytes(device: torch.device) -> int | None:
+    """Memory of ``device`` in bytes (physical memory for the CPU), or None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_memory(
+    config: TrainConfig, counts: ParamCount, vocab_size: int, device: torch.device
+) -> None:
+    """Refuse a run that cannot fit in the device's memory, before allocating it.
+
+    A lower bound: weights, gradients and two optimizer moments (16 bytes per parameter),
+    plus the float32 activations of one batch (residual stream, attention and MLP of every
+    layer, and the logits).
+
+    Raises
+    ------
+    SpecError
+        Naming the estimate and the memory there is.
+    """
+    available = _memory_bytes(device)
+    if available is None:
+        return
+    model = config.model_config(vocab_size)
+    per_token = model.layers * (8 * model.d_model + 2 * model.hidden) + 2 * vocab_size
+    attention = model.layers * model.heads * model.context
+    activations = 4 * config.batch_size * model.context * (per_token + attention)
+    need = 16 * counts.total + activations
+    if need > available:
+        raise SpecError(
+            f"run '{config.name}' needs at least {need / 2**30:,.1f} GiB ({counts.total:,} "
+            f"parameters, batch {config.batch_size} x context {config.context}) but "
+            f"{device.type} has {available / 2**30:,.1f} GiB; choose a smaller model or batch"
+        )
 
 
 def _device(spec: str) -> torch.device:
@@ -384,7 +438,8 @@ def train(
     device = _device(config.device)
     info = distributed.setup(device.type)
     try:
-        return _train(config, device, info, progress, on_step)
+        with contextlib.ExitStack() as held:
+            return _train(config, device, info, progress, on_step, held)
     finally:
         distributed.teardown(info)
 
@@ -395,6 +450,7 @@ def _train(
     info: distributed.DistInfo,
     progress: bool,
     on_step: StepCallback | None,
+    held: contextlib.ExitStack,
 ) -> TrainResult:
     from scalinglab.schedules import parse_schedule, torch_scheduler
 
@@ -407,14 +463,20 @@ def _train(
         torch.cuda.set_device(device)
     data = prepare_data(config)
     counts = param_count(config, data.tokenizer.vocab_size)
+    check_fits_memory(config, counts, data.tokenizer.vocab_size, device)
+    if info.is_main:
+        # one process trains a run at a time (rank 0 holds the lock for all under torchrun);
+        # taken once the settings and data are checked, released when train() returns
+        held.enter_context(run_lock(config.checkpoint_dir, config.name))
     schedule = parse_schedule(config.schedule_spec())
-    lrs = schedule.array()
 
     torch.manual_seed(config.seed)
     raw_model = GPT(config.model_config(data.tokenizer.vocab_size)).to(device)
     optimizer = _make_optimizer(config, raw_model, schedule.peak)
     scheduler = torch_scheduler(optimizer, schedule)
     ckpt_file = checkpoint_path(config.checkpoint_dir)
+    if info.is_main:  # under the run's lock: no other process is writing a checkpoint here
+        remove_stale_temp_files(ckpt_file)
     state = load_checkpoint(ckpt_file)
     if state is not None:
         if state.get("config") != config.identity():
@@ -490,8 +552,10 @@ def _train(
                     metrics[name] = evaluate(
                         model, win, config.batch_size, device, config.dtype, info
                     )
+                _check_finite_losses(run_id, done, metrics, schedule.peak)
+                lr_now = float(schedule.lr(step))
                 step_rows = [
-                    _observation(config, run_id, counts, done, float(lrs[step]), name, value)
+                    _observation(config, run_id, counts, done, lr_now, name, value)
                     for name, value in metrics.items()
                 ]
                 rows.extend(step_rows)
@@ -503,11 +567,17 @@ def _train(
                         pd.DataFrame(step_rows), status="finished" if last else None
                     )
                 if loggers is not None:
-                    loggers.log_eval(done, done * config.tokens_per_step, float(lrs[step]), metrics)
+                    loggers.log_eval(done, done * config.tokens_per_step, lr_now, metrics)
             if done in eval_steps or done in ckpt_steps or done == config.total_steps:
                 train_rows = [
                     _observation(
-                        config, run_id, counts, at, float(lrs[at - 1]), TRAIN_LOSS_DATASET, value
+                        config,
+                        run_id,
+                        counts,
+                        at,
+                        float(schedule.lr(at - 1)),
+                        TRAIN_LOSS_DATASET,
+                        value,
                     )
                     for at, value in train_log.flush(info, final=done == config.total_steps)
                 ]
@@ -565,6 +635,18 @@ def _train(
         tokens_per_second=trained_tokens / train_seconds if train_seconds > 0 else math.nan,
         config=config.to_dict(),
     )
+
+
+def _check_finite_losses(
+    run_id: str, step: int, losses: Mapping[str, float], peak_lr: float
+) -> None:
+    for dataset, value in losses.items():
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"run '{run_id}' diverged: validation loss on {dataset} is {value} at step "
+                f"{step}; lower the learning rate (peak {peak_lr:g}) or clip gradients "
+                "(grad_clip)"
+            )
 
 
 #: columns of the observation rows the trainer writes

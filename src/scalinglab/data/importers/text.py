@@ -83,6 +83,8 @@ def read_text(path: Path, patterns: Sequence[str]) -> RawRun:
                     raise InputError(
                         f"step {text!r} is not a whole number", source=path.name, row=number
                     )
+                if at >= 2**63:  # beyond any step counter (and numpy's int64)
+                    raise InputError(f"step {text!r} is too large", source=path.name, row=number)
                 for name in names:
                     if name != "step":
                         metric.append(name)

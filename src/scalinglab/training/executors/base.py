@@ -140,6 +140,7 @@ def execute_run(config: TrainConfig, job: str | None = None) -> RunOutcome:
         Where it runs (see :func:`job_label`), recorded in the store before training starts.
     """
     from scalinglab.data import RunStore
+    from scalinglab.training.lock import RunLockedError
     from scalinglab.training.trainer import train
 
     tick = time.perf_counter()
@@ -149,6 +150,8 @@ def execute_run(config: TrainConfig, job: str | None = None) -> RunOutcome:
                 config.name, config.to_dict(), family=config.family, status="running", job=job
             )
         result = train(config)
+    except RunLockedError as err:  # another process trains it: its status is not ours to set
+        return RunOutcome(config.name, "busy", error=str(err))
     except Exception as err:  # one failed run must not stop the others
         if config.store is not None:
             RunStore(config.store).set_status(config.name, "failed")

@@ -2,7 +2,8 @@
 
 Each worker trains one run at a time with the sweep's torch threads. An interrupted sweep
 (Ctrl-C, or SIGTERM through the CLI) or a killed one stops its workers' runs as Ctrl-C does,
-so the store marks them interrupted; queued runs are not started.
+so the store marks them interrupted; queued runs are not started (a worker checks, before
+each run, that the sweep that started it is still its parent).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,8 +32,9 @@ from scalinglab.training.executors.base import (
 STOP_GRACE_S = 30.0
 #: whether this worker process is training a run now (set by _worker_run)
 _busy = threading.Event()
-#: the sweep's stop event, in a worker process (set by its initializer)
+#: the sweep's stop event and process id, in a worker process (set by its initializer)
 _stop: Any = None
+_parent_pid: int | None = None
 #: what the store's job column says of this worker's runs
 _job_kind = "local"
 
@@ -44,8 +47,11 @@ def _stop_with_parent(parent_pid: int, stop: Any, job_kind: str) -> None:
     is interrupted as by Ctrl-C, so the store marks it interrupted (it resumes from its
     checkpoint next time); queued runs are not started; the worker then exits.
     """
-    global _stop, _job_kind
-    _stop, _job_kind = stop, job_kind
+    global _stop, _job_kind, _parent_pid
+    _stop, _job_kind, _parent_pid = stop, job_kind, parent_pid
+    if os.environ.get("SCALINGLAB_DEBUG", "") in ("", "0"):
+        # the workers share the terminal: no library warning is printed raw there
+        warnings.simplefilter("ignore")
 
     def watch() -> None:
         while not stop.wait(1.0) and os.getppid() == parent_pid:
@@ -64,8 +70,10 @@ def _stop_with_parent(parent_pid: int, stop: Any, job_kind: str) -> None:
 
 
 def _worker_run(config: TrainConfig) -> RunOutcome:
-    if _stop is not None and _stop.is_set():
-        return RunOutcome(config.name, "interrupted")  # queued before the sweep stopped
+    # queued before the sweep stopped, or after it was killed (its pool had already handed
+    # this run to the worker): not started
+    if _stop is not None and (_stop.is_set() or os.getppid() != _parent_pid):
+        return RunOutcome(config.name, "interrupted")
     _busy.set()
     try:
         return execute_run(config, job=job_label(_job_kind))

@@ -51,7 +51,7 @@ def test_report_reads_mapped_perplexities(perplexity_table: Path, tmp_path: Path
     result = runner.invoke(
         app,
         ["report", str(perplexity_table), *OPTIONS, "--dataset", "code", "--bootstrap", "0",
-         "--out", str(tmp_path / "report"), "--json"],
+         "--out-dir", str(tmp_path / "report"), "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "report" / "report.html").is_file()

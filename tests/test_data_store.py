@@ -283,7 +283,7 @@ def test_every_reader_takes_a_postgresql_url(
     fitted = CliRunner().invoke(app, ["fit", postgres_url, "--law", "chinchilla", "--json"])
     assert fitted.exit_code == 0, fitted.output
     report = CliRunner().invoke(
-        app, ["report", postgres_url, f"--out={tmp_path / 'report'}", "--bootstrap=0", "--json"]
+        app, ["report", postgres_url, f"--out-dir={tmp_path / 'report'}", "--bootstrap=0", "--json"]
     )
     assert report.exit_code == 0, report.output
     assert "postgresql://" in (tmp_path / "report" / "report.md").read_text()

@@ -239,7 +239,7 @@ def test_cli_fit_predict_backtest(tmp_path: Path) -> None:
             "20",
             "--out",
             str(fit_json),
-            "--report",
+            "--report-dir",
             str(tmp_path / "report"),
             "--json",
         ],
@@ -341,7 +341,7 @@ def test_report_escapes_user_text(tmp_path: Path) -> None:
             "<b>clean</b>",
             "--bootstrap",
             "0",
-            "--report",
+            "--report-dir",
             str(tmp_path / "r"),
         ],
     )

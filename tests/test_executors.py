@@ -128,7 +128,7 @@ def test_sweep_command_rejects_a_bad_executor_with_exit_2(tmp_path: Path) -> Non
 
 
 def test_study_takes_an_executor_and_checks_it_before_training(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["study", f"--out={tmp_path}", "--executor", "pbs"])
+    result = CliRunner().invoke(app, ["study", f"--out-dir={tmp_path}", "--executor", "pbs"])
     assert result.exit_code == 2
     assert "unknown executor 'pbs'" in result.stderr
     assert not list((tmp_path / "checkpoints").glob("*/checkpoint.pt"))

@@ -128,8 +128,8 @@ def test_paths_of_the_wrong_kind_are_one_line(files: dict[str, Path]) -> None:
     one_error(["sweep", f["adir"]], "is a directory")
     one_error(["train", "--config", f["bin.dat"]], "not UTF-8")
     one_error(["runs", "export", f["folder"] / "s.sqlite", f["adir.csv"]], "is a directory")
-    one_error(["report", f["runs"], "--out", f["afile"]], "--out", "is a file")
-    one_error(["study", "--out", f["afile"]], "--out", "is a file")
+    one_error(["report", f["runs"], "--out-dir", f["afile"]], "--out-dir", "is a file")
+    one_error(["study", "--out-dir", f["afile"]], "--out-dir", "is a file")
     # a folder given as data says so (not "no such file"), whatever its name
     one_error(["fit", f["adir"]], "is a directory")
     one_error(["fit", f["adir.csv"]], "is a directory")
@@ -345,7 +345,7 @@ def test_fixing_every_exponent_fits(files: dict[str, Path], args: list[str]) -> 
 @pytest.mark.parametrize("workers", ["0", "-2"])
 def test_study_with_no_workers_starts_nothing(files: dict[str, Path], workers: str) -> None:
     out = files["folder"] / f"study{workers}"
-    one_error(["study", "--workers", workers, "--out", out], "--workers")
+    one_error(["study", "--workers", workers, "--out-dir", out], "--workers")
     assert not (out / "runs.sqlite").exists()
 
 
@@ -567,7 +567,7 @@ def test_report_command_escapes_run_ids_families_and_datasets(
     table["run_id"] = table["run_id"] + "|<b>"
     table["dataset"] = "d|<script>"
     table.to_csv(tmp_path / "evil.csv", index=False)
-    works(["report", tmp_path / "evil.csv", "--out", tmp_path / "rep", "--bootstrap", "0"])
+    works(["report", tmp_path / "evil.csv", "--out-dir", tmp_path / "rep", "--bootstrap", "0"])
     md = (tmp_path / "rep" / "report.md").read_text()
     html = (tmp_path / "rep" / "report.html").read_text()
     assert not re.search(r"(?<!\\)<", md), md
@@ -689,7 +689,7 @@ def test_fuzzer_findings_stay_fixed(files: dict[str, Path], tmp_path: Path) -> N
     one_error(["runs", "list", dropped], "damaged", "observations")
     log = tmp_path / "train.log"
     log.write_text("iter 99999999999999999999999: loss 3\niter 10: loss 2.0\n")
-    one_error(["import", log, "--pattern", "iter {step}: loss {loss}", "--params", "1e7",
+    one_error(["import", log, "--pattern", "iter {step}: loss {loss}", "--run-params", "1e7",
                "--tokens-per-step", "12x1024", "--out", tmp_path / "i.csv"],
               "too large")  # fmt: skip
     bad_transfer = tmp_path / "t.json"

@@ -122,7 +122,7 @@ def test_hparams_become_the_config_and_give_params_and_tokens(tmp_path: Path) ->
 
 
 def test_what_cannot_be_inferred_is_asked_for_with_its_option(tb_logs: Path) -> None:
-    with pytest.raises(InputError, match=r"--params small=N"):
+    with pytest.raises(InputError, match=r"--run-params small=N"):
         import_runs(tb_logs / "small", tokens_per_step=1)
     with pytest.raises(InputError, match=r"--tokens-per-step small=BATCHxCONTEXT"):
         import_runs(tb_logs / "small", params=1e6)
@@ -284,7 +284,7 @@ def test_trainer_state_of_an_unknown_architecture_asks_for_params(
     out.mkdir()
     (out / "trainer_state.json").write_text((hf_output / "trainer_state.json").read_text())
     (out / "config.json").write_text(json.dumps({"model_type": "mamba", "hidden_size": 768}))
-    with pytest.raises(InputError, match=r"--params run=N"):
+    with pytest.raises(InputError, match=r"--run-params run=N"):
         import_runs(out)
     assert import_runs(out, params=1.3e8)["params"].unique().tolist() == [1.3e8]
 
@@ -330,7 +330,7 @@ def test_text_log_with_patterns(tmp_path: Path) -> None:
 def test_import_command_is_idempotent(tb_logs: Path, tmp_path: Path) -> None:
     store = tmp_path / "runs.sqlite"
     args = ["import", str(tb_logs / "small"), str(tb_logs / "resumed"), "--store", str(store),
-            "--params", "1e6", "--tokens-per-step", "8x256", "--json"]  # fmt: skip
+            "--run-params", "1e6", "--tokens-per-step", "8x256", "--json"]  # fmt: skip
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)

@@ -75,3 +75,10 @@ def test_the_harness_rejects_broken_markdown() -> None:
         extract_blocks("```bash\necho\n")
     with pytest.raises(ValueError, match="needs a reason"):
         extract_blocks("<!-- readme-test: skip -->\n```bash\necho\n```\n")
+
+
+def test_the_demo_summary_is_marked_for_refreshing() -> None:
+    # the lead pastes what `make demo` prints after this mark (too long to run in a test)
+    lines = README.read_text(encoding="utf-8").splitlines()
+    at = lines.index("<!-- demo-output -->")
+    assert lines[at + 1] == "```" and "Compute law" in lines[at + 2]

@@ -67,7 +67,7 @@ def test_report_command_on_a_table(tmp_path: Path) -> None:
     csv = tmp_path / "runs.csv"
     isoflop_sweep(held_out=True).to_csv(csv, index=False)
     res = runner.invoke(
-        app, ["report", str(csv), "--out", str(tmp_path / "rep"), "--bootstrap", "20", "--json"]
+        app, ["report", str(csv), "--out-dir", str(tmp_path / "rep"), "--bootstrap", "20", "--json"]
     )
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout)
@@ -78,7 +78,7 @@ def test_report_command_on_a_table(tmp_path: Path) -> None:
 
 
 def test_bad_study_options_fail_before_any_work(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["study", "--bootstrap", "-3", "--out", str(tmp_path / "s")])
+    res = runner.invoke(app, ["study", "--bootstrap", "-3", "--out-dir", str(tmp_path / "s")])
     assert res.exit_code == 2 and "--bootstrap must be non-negative" in res.stderr
     assert not (tmp_path / "s").exists()  # nothing trained, nothing written
     with pytest.raises(ScalingLabError, match="unknown part"):

@@ -179,6 +179,35 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+#: options renamed so that one name means one thing in every command (README "Option
+#: names"): old name → new name; the old names stay as hidden aliases that print a note
+RENAMED_OPTIONS = {
+    "--out": "--out-dir",  # `study`, `report`: a folder (--out is a file everywhere else)
+    "--report": "--report-dir",  # `downstream fit`: a folder
+    "--params": "--run-params",  # `curve`, `import`: RUN=N sizes of the runs read
+}
+
+
+def renamed_option(old: str, new: str) -> Any:
+    """A hidden option ``old`` that keeps working where ``new`` replaced it.
+
+    Using it prints one line on stderr naming the new option; the command merges the two
+    values (``new if old is None else old``).
+    """
+    assert RENAMED_OPTIONS.get(old) == new, f"add {old} → {new} to RENAMED_OPTIONS"
+
+    def note(value: Any) -> Any:
+        if value is not None and value != []:
+            err_console.print(
+                Text("deprecated: ", style="yellow")
+                + Text(f"{old} is now {new} (the old name will be removed)"),
+                soft_wrap=True,
+            )
+        return value
+
+    return typer.Option(old, hidden=True, callback=note, show_default=False)
+
+
 def check_outputs(
     *,
     files: Mapping[str, Path | None] | None = None,

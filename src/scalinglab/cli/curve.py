@@ -20,6 +20,7 @@ from scalinglab.cli._common import (
     note,
     print_json,
     print_table,
+    renamed_option,
     user_errors,
 )
 from scalinglab.cli.compute import parse_assignments, parse_float, print_diagnostics, print_noise
@@ -120,10 +121,11 @@ MinStepOpt = Annotated[
     typer.Option(help="Use only points from this step on (the lr logged before still counts)."),
 ]
 MaxStepOpt = Annotated[int | None, typer.Option(help="Use only points up to this step.")]
-ParamsOpt = Annotated[
+RunParamsOpt = Annotated[
     list[str] | None,
-    typer.Option("--params", help="RUN=N: model size of runs (glob), for annealing_size."),
+    typer.Option(help="RUN=N: model size of runs (glob), for annealing_size."),
 ]
+OldParamsOpt = Annotated[list[str] | None, renamed_option("--params", "--run-params")]
 PlotOpt = Annotated[
     Path | None, typer.Option(help="Write a plot of observed and predicted curves here.")
 ]
@@ -174,7 +176,10 @@ def load_curves(
     table.attrs["lr_convention"] = lr_logged
     _assign(table, parse_assignments(schedules, "--schedule"), "schedule", _spec)
     _assign(
-        table, parse_assignments(params, "--params"), "params", lambda v: parse_float(v, "--params")
+        table,
+        parse_assignments(params, "--run-params"),
+        "params",
+        lambda v: parse_float(v, "--run-params"),
     )
     return table
 
@@ -365,7 +370,8 @@ def fit_command(
     progress: ProgressOpt = True,
     shape: ShapeOpt = None,
     schedule: ScheduleOpt = None,
-    params: ParamsOpt = None,
+    run_params: RunParamsOpt = None,
+    params: OldParamsOpt = None,
     dataset: DatasetOpt = None,
     column: ColumnOpt = None,
     loss_unit: LossUnitOpt = "nats",
@@ -387,6 +393,7 @@ def fit_command(
 ) -> None:
     """Fit a loss-curve law to one or more training curves."""
     check_outputs(files={"--out": out}, figures={"--plot": plot})
+    params = run_params if params is None else params
     table, notes = _load(data, schedule, params, column, loss_unit, lr_logged, dataset)
     used = _window(table, min_step, max_step)
     curve = _law(law, decay, warmup, progress)
@@ -449,7 +456,8 @@ def predict_command(
         list[Path] | None, typer.Option(help="Observed curves to compare with (repeatable).")
     ] = None,
     schedule: ScheduleOpt = None,
-    params: ParamsOpt = None,
+    run_params: RunParamsOpt = None,
+    params: OldParamsOpt = None,
     model_params: Annotated[
         float | None, typer.Option(help="Model size N for the specs (annealing_size).")
     ] = None,
@@ -485,6 +493,7 @@ def predict_command(
     errors: list[dict[str, Any]] = []
     notes: list[str] = []
     if data:
+        params = run_params if params is None else params
         table, notes = _load(data, schedule, params, column, loss_unit, lr_logged, dataset)
         scored = _window(table, min_step, max_step)
         errors = _error_rows(curve_errors(result, table, score=scored))
@@ -534,7 +543,8 @@ def compare_command(
     progress: ProgressOpt = True,
     shape: ShapeOpt = None,
     schedule: ScheduleOpt = None,
-    params: ParamsOpt = None,
+    run_params: RunParamsOpt = None,
+    params: OldParamsOpt = None,
     dataset: DatasetOpt = None,
     column: ColumnOpt = None,
     loss_unit: LossUnitOpt = "nats",
@@ -550,7 +560,8 @@ def compare_command(
     twice = {p.resolve() for p in train} & {p.resolve() for p in test}
     if twice:
         raise InputError(f"curves both fitted and held out: {', '.join(p.name for p in twice)}")
-    # one table, so that run names and --schedule/--params cover both sets
+    # one table, so that run names and --schedule/--run-params cover both sets
+    params = run_params if params is None else params
     both = load_curves(
         [*train, *test], schedule, params, columns=column, loss_unit=loss_unit, lr_logged=lr_logged
     )

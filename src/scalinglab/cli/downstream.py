@@ -21,6 +21,7 @@ from scalinglab.cli._common import (
     note,
     print_json,
     print_table,
+    renamed_option,
     user_errors,
 )
 from scalinglab.cli.compute import parse_assignments, parse_float
@@ -200,13 +201,15 @@ def fit_command(
         float, typer.Option(help="Backtest error (error units) still called predictable.")
     ] = 0.02,
     out: Annotated[Path | None, typer.Option(help="Write the fit as JSON here.")] = None,
-    report: Annotated[
+    report_dir: Annotated[
         Path | None, typer.Option(help="Write a report (HTML, Markdown, PNGs) to this folder.")
     ] = None,
+    report: Annotated[Path | None, renamed_option("--report", "--report-dir")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit loss and error laws per task and average, and say which tasks are forecastable."""
-    check_outputs(files={"--out": out}, folders={"--report": report})
+    report = report_dir if report is None else report
+    check_outputs(files={"--out": out}, folders={"--report-dir": report})
     _check_bootstrap(bootstrap)
     rules = _rules(holdout_fraction, tolerance)
     table = _table(data, runs, loss, task, metric, chance, average, family, column)

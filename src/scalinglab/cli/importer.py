@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    print_json,
+    print_table,
+    renamed_option,
+    user_errors,
+)
 from scalinglab.cli.compute import parse_assignments
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
@@ -68,9 +75,10 @@ def import_command(
         list[str] | None,
         typer.Option(help="METRIC=DATASET: a logged loss and its dataset (repeatable)."),
     ] = None,
-    params: Annotated[
+    run_params: Annotated[
         list[str] | None, typer.Option(help="Parameters N of every run, or RUN=N (glob).")
     ] = None,
+    params: Annotated[list[str] | None, renamed_option("--params", "--run-params")] = None,
     tokens_per_step: Annotated[
         list[str] | None,
         typer.Option(help="Tokens per step (e.g. 512x1024 = batch × context), or RUN=T."),
@@ -102,7 +110,7 @@ def import_command(
         sources,
         kind=kind,
         metrics=parse_assignments(metric, "--metric") or None,
-        params=per_run(params, "--params"),
+        params=per_run(run_params if params is None else params, "--run-params"),
         tokens_per_step=per_run(tokens_per_step, "--tokens-per-step"),
         step_metric=step_metric,
         lr_metric=lr_metric,

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from scalinglab.cli._common import check_outputs, console, note, print_json, user_errors
+from scalinglab.cli._common import (
+    check_outputs,
+    console,
+    note,
+    print_json,
+    renamed_option,
+    user_errors,
+)
 from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, column_map, loss_unit
 from scalinglab.cli.main import app
 from scalinglab.data.loaders import masked_url, store_url
@@ -59,16 +66,17 @@ def _source_name(source: Path) -> str:
 @app.command("study")
 @user_errors
 def study_command(
-    out: Annotated[Path, typer.Option(help="Folder of the run store, checkpoints and report.")] = (
-        Path("runs/study")
-    ),
+    out_dir: Annotated[
+        Path, typer.Option(help="Folder of the run store, checkpoints and report.")
+    ] = Path("runs/study"),
+    out: Annotated[Path | None, renamed_option("--out", "--out-dir")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the CIs.")] = 200,
     workers: Annotated[int | None, typer.Option(help="Training worker processes.")] = None,
     store: Annotated[
         str | None,
         typer.Option(
             help="Run store: .sqlite file or postgresql://user@host/db URL "
-            "(default: $SCALINGLAB_STORE, else <out>/runs.sqlite)."
+            "(default: $SCALINGLAB_STORE, else <out-dir>/runs.sqlite)."
         ),
     ] = None,
     executor: Annotated[
@@ -84,7 +92,8 @@ def study_command(
         raise SpecError(f"--bootstrap must be non-negative, got {bootstrap}")
     if workers is not None and workers < 1:
         raise SpecError(f"--workers must be at least 1, got {workers}")
-    check_outputs(folders={"--out": out})
+    out = out_dir if out is None else out
+    check_outputs(folders={"--out-dir": out})
     tick = time.perf_counter()
     store = store or default_store() or str(out / "runs.sqlite")
     out.mkdir(parents=True, exist_ok=True)
@@ -129,9 +138,10 @@ def report_command(
     source: Annotated[
         Path, typer.Argument(help="Run store (.sqlite file or postgresql:// URL) or table of runs.")
     ],
-    out: Annotated[Path, typer.Option(help="Folder for report.html, report.md and PNGs.")] = Path(
-        "report"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option(help="Folder for report.html, report.md and PNGs.")
+    ] = Path("report"),
+    out: Annotated[Path | None, renamed_option("--out", "--out-dir")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset of the compute law.")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the CIs.")] = 200,
     column: ColumnOpt = None,
@@ -139,7 +149,8 @@ def report_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Analyse any run store or table as far as its data allow, and write the report."""
-    check_outputs(folders={"--out": out})
+    out = out_dir if out is None else out
+    check_outputs(folders={"--out-dir": out})
     tick = time.perf_counter()
     study, written = _analyse_and_write(
         source,

@@ -15,7 +15,7 @@ turns one raw run into observation rows by rules that are the same for every sou
   names: ``loss`` is the ``train`` loss; ``X/loss``, ``X_loss`` and ``loss/X`` are the loss on
   ``X`` (auxiliary losses such as ``aux_loss`` or ``router/z_loss`` excepted).
 * **Tokens** from ``--tokens-per-step`` (× step), else a tokens-seen metric at the same step,
-  else ``tokens_per_step`` in the run's config. **Parameters** from ``--params``, else the
+  else ``tokens_per_step`` in the run's config. **Parameters** from ``--run-params``, else the
   source's model config, else a parameter count in the run's config. **FLOPs** from the
   source's total (scaled by tokens) when it has one, else ``6·N·D``.
 * **Learning rates**, when logged, fill the ``lr`` column at the same step.
@@ -613,7 +613,7 @@ def _params(run: RawRun, options: ImportOptions) -> tuple[float, float, str]:
         nonembedding = found_ne[0] if found_ne is not None else None
     ne = float(nonembedding) if nonembedding is not None else math.nan
     if given is not None:
-        return given, math.nan, "--params"
+        return given, math.nan, "--run-params"
     if run.params is not None:
         return float(run.params), ne, "the model config"
     found = config_number(run.config, PARAMS_KEYS)
@@ -621,7 +621,7 @@ def _params(run: RawRun, options: ImportOptions) -> tuple[float, float, str]:
         return found[0], ne, f"config '{found[1]}'"
     raise InputError(
         f"run '{run.run_id}': cannot tell its parameter count (no model config, no "
-        f"{'/'.join(PARAMS_KEYS[:3])} in its config); give --params {run.run_id}=N",
+        f"{'/'.join(PARAMS_KEYS[:3])} in its config); give --run-params {run.run_id}=N",
         source=run.source,
     )
 

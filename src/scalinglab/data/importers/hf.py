@@ -7,7 +7,7 @@ with ``include_num_input_tokens_seen``), evaluation entries (``eval_loss``, or
 is the mean over the whole run (dropped: it is no measurement at a step) and whose
 ``total_flos`` is the run's FLOP count. The parameter count comes from ``config.json`` beside
 the state (GPT-2, Llama and Mistral shapes are counted exactly; other architectures are asked
-for with ``--params``).
+for with ``--run-params``).
 
 An output folder with ``checkpoint-N`` subfolders is one run: the state with the most steps
 holds the history of all of them.

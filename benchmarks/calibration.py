@@ -517,6 +517,18 @@ def colpret_backtest(n_boot: int) -> dict[str, Any] | None:
 # -- main ------------------------------------------------------------------------------------
 
 
+#: CPU seconds of each part at the defaults (measured at load ~4), to start the longest first
+PART_SECONDS = {
+    "curve": 580.0,
+    "colpret": 420.0,
+    "compute_final": 220.0,
+    "transfer": 220.0,
+    "luo_curves": 115.0,
+    "compute_checkpoints": 110.0,
+    "chinchilla": 10.0,
+}
+
+
 def _part(name: str, replicates: int, n_boot: int, seed: int) -> tuple[str, Any]:
     """One part of the benchmark (run in a worker process)."""
     makers: dict[str, Callable[[], Case]] = {
@@ -560,6 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         for i, name in enumerate(cases)
     ] + [(name, 0, args.bootstrap, 0) for name in ("luo_curves", "colpret", "chinchilla")]
+    jobs.sort(key=lambda job: -PART_SECONDS.get(job[0], 0.0))
     done: dict[str, Any] = {}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(_part, *job) for job in jobs]

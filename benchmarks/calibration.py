@@ -23,7 +23,8 @@ the run; ``bootstrap_kind="auto"``'s threshold (``CASES_MIN_RUNS_PER_PARAMETER``
 synthetic designs alone; the real backtests only score.
 
 Usage: ``python benchmarks/calibration.py [--replicates 200] [--bootstrap 200]
-[--curve-bootstrap 100] [--workers 2]``. The parts run in ``--workers`` processes.
+[--curve-bootstrap 100] [--real-bootstrap 100] [--workers 2]``. The parts run in ``--workers``
+processes, side by side.
 """
 
 from __future__ import annotations
@@ -517,15 +518,15 @@ def colpret_backtest(n_boot: int) -> dict[str, Any] | None:
 # -- main ------------------------------------------------------------------------------------
 
 
-#: CPU seconds of each part at the defaults (measured at load ~4), to start the longest first
+#: seconds of each part at the defaults (a run alone on 2 cores), to start the longest first
 PART_SECONDS = {
-    "curve": 580.0,
-    "colpret": 420.0,
-    "compute_final": 220.0,
-    "transfer": 220.0,
-    "luo_curves": 115.0,
-    "compute_checkpoints": 110.0,
-    "chinchilla": 10.0,
+    "curve": 410.0,
+    "colpret": 250.0,
+    "transfer": 125.0,
+    "compute_final": 90.0,
+    "luo_curves": 60.0,
+    "compute_checkpoints": 60.0,
+    "chinchilla": 6.0,
 }
 
 
@@ -556,6 +557,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=100,
         help="bootstrap refits per data set of the curve case (its refits cost ~5× the others)",
     )
+    parser.add_argument(
+        "--real-bootstrap",
+        type=int,
+        default=100,
+        help="bootstrap refits per fit of the real backtests (each scores one fit, not 200)",
+    )
     parser.add_argument("--cases", default="compute_final,compute_checkpoints,curve,transfer")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--workers", type=int, default=2)
@@ -571,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.seed + i,
         )
         for i, name in enumerate(cases)
-    ] + [(name, 0, args.bootstrap, 0) for name in ("luo_curves", "colpret", "chinchilla")]
+    ] + [(name, 0, args.real_bootstrap, 0) for name in ("luo_curves", "colpret", "chinchilla")]
     jobs.sort(key=lambda job: -PART_SECONDS.get(job[0], 0.0))
     done: dict[str, Any] = {}
     with ProcessPoolExecutor(max_workers=args.workers) as pool:

@@ -346,7 +346,7 @@ POOLS: dict[str, list[str]] = {
     "int:total": ["0", "-1", "1", "2", "50", "1.5", "abc", "", "1000000000", "10000000000000"],
     "float": WEIRD_NUMBERS,
     "str:any": WEIRD_TEXT,
-    "str:kind": ["compute", "curves", "transfer", "backtest", "x", ""],
+    "str:kind": ["compute", "curves", "transfer", "backtest", "downstream", "x", ""],
     "str:pattern": ["iter {step}: loss {loss}", "{step}", "iter {x}: loss {loss}", "", "{",
                     "iter {step}: loss {loss} {loss}", "((", "[a-", "iter {step}", ".*",
                     "iter {step}: loss {val_loss}"],

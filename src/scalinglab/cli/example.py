@@ -20,6 +20,7 @@ class ExampleKind(StrEnum):
     curves = "curves"
     transfer = "transfer"
     backtest = "backtest"
+    downstream = "downstream"
 
 
 #: the files of the curves example: our name → the file of Luo et al.'s 100M model
@@ -33,6 +34,12 @@ CURVE_FILES = {
     "wsdcon_3.csv": "wsdcon_3.csv",
     "wsdcon_9.csv": "wsdcon_9.csv",
     "wsdcon_18.csv": "wsdcon_18.csv",
+}
+
+#: the files of the downstream example (Gadre et al. 2024's testbed, its largest models kept out)
+DOWNSTREAM_FILES = {
+    "models.csv": "Gadre et al. 2024, 98 open_lm models: sizes, tokens, 8 validation losses",
+    "evals.csv": "the same models' accuracy on 46 downstream tasks, with chance levels",
 }
 
 
@@ -88,6 +95,20 @@ def write_example(
             "2 training corpora (web, code) x 40 runs, losses on train, web-val, code-val",
             examples.TRANSFER_SWEEP_TRUTH,
         )
+    elif kind is ExampleKind.downstream:
+        import gzip
+
+        source = files("scalinglab") / "example_data" / "gadre2024_downstream"
+        for name, what in DOWNSTREAM_FILES.items():
+            path = out_dir / name
+            path.write_bytes(gzip.decompress((source / f"{name}.gz").read_bytes()))
+            rows = sum(1 for _ in path.open()) - 1
+            written.append({"file": str(path), "rows": rows, "what": what, "truth": None})
+        licence = out_dir / "LICENSE-gadre2024.txt"
+        licence.write_text((source / "LICENSE").read_text(encoding="utf-8"), encoding="utf-8")
+        written.append(
+            {"file": str(licence), "rows": 0, "what": "MIT licence of the models", "truth": None}
+        )
     else:
         families = 6
         table(
@@ -116,7 +137,8 @@ def example_command(
             help="compute: runs.csv, an isoFLOP sweep from a known Chinchilla law; curves: "
             "constant.csv, cosine.csv, wsd.csv, … (Luo et al. 2025's loss curves, MIT); "
             "transfer: sweep.csv, two corpora measured on three datasets, known loss-to-loss "
-            "laws; backtest: checkpoints.csv (6 families) and my_runs.csv, known laws."
+            "laws; backtest: checkpoints.csv (6 families) and my_runs.csv, known laws; "
+            "downstream: models.csv and evals.csv (Gadre et al. 2024's testbed, MIT)."
         ),
     ] = ExampleKind.compute,
     out_dir: Annotated[Path, typer.Option(help="Folder to write the files in.")] = Path("."),

@@ -681,6 +681,8 @@ def test_fuzzer_findings_stay_fixed(files: dict[str, Path], tmp_path: Path) -> N
     works(["example", "--out", tmp_path / "e.csv", "--noise", "-0"])  # numpy refused -0.0
     one_error(["curve", "optimize", files["curve"], "--total", "2000", "--peak", "3e-4",
                "--knots", "99999999999999999999"], "knots")  # fmt: skip
+    one_error(["curve", "optimize", files["curve"], "--total", "2000", "--peak", "1e-300",
+               "--warmup", "0", "--final", "0", "--knots", "8"], "no finite final loss")  # fmt: skip
     one_error(["train", *TINY, "--steps", "2", "--set", "threads=100000"], "threads")
     dropped = tmp_path / "dropped.sqlite"
     RunStore(dropped).add_run("r1", {})

@@ -213,7 +213,12 @@ def optimize_monotone(
         )
         if float(res.fun) < best_loss:
             best_z, best_loss = np.asarray(res.x, dtype=float), float(res.fun)
-    assert best_z is not None
+    if best_z is None:  # every start gave a loss of nan or inf
+        raise SpecError(
+            f"the law predicts no finite final loss for schedules from peak={peak:g} to "
+            f"final={final:g} over {total} steps; are the rates in the optimizer's units "
+            "(e.g. 3e-4)?"
+        )
     sched = TabulatedSchedule(param.lr(best_z))
     loss, _ = final_loss(sched.array())
     return Candidate("optimized", sched, loss), (

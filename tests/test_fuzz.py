@@ -26,6 +26,7 @@ command to ``SCALINGLAB_FUZZ_LOG`` (cases, exit 0, exit 2).
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -651,7 +652,8 @@ def check(result: Any, case: Case) -> int:
 
 def _examples(command: Command) -> int:
     total_weight = sum(c.weight for c in COMMANDS)
-    return max(2, round(TOTAL_EXAMPLES * command.weight / total_weight))
+    # rounded up, so that the commands' cases add up to at least the number asked for
+    return max(2, math.ceil(TOTAL_EXAMPLES * command.weight / total_weight))
 
 
 @pytest.fixture(autouse=True)

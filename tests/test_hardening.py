@@ -372,6 +372,13 @@ def test_a_fit_with_a_nan_parameter_is_refused(files: dict[str, Path]) -> None:
     one_error(["plan", path, "--flops", "1e22"], "E")
 
 
+def test_a_fit_with_a_broken_seed_is_refused(files: dict[str, Path]) -> None:
+    # make fuzz found it: the seed of the prediction draws went to numpy unchecked
+    for seed in (None, -1, "x"):
+        path = _fit_with(files, "seed.json", lambda d, s=seed: d["options"].update(seed=s))
+        one_error(["predict", path, "--params", "1e9", "--tokens", "1e10"], "options.seed")
+
+
 def test_a_fit_of_an_unknown_format_version_is_refused(files: dict[str, Path]) -> None:
     path = _fit_with(files, "v99.json", lambda d: d.update(scalinglab_fit=99))
     one_error(["predict", path, "--params", "1e9", "--tokens", "1e10"], "99")
@@ -682,7 +689,8 @@ def test_fuzzer_findings_stay_fixed(files: dict[str, Path], tmp_path: Path) -> N
     one_error(["curve", "optimize", files["curve"], "--total", "2000", "--peak", "3e-4",
                "--knots", "99999999999999999999"], "knots")  # fmt: skip
     one_error(["curve", "optimize", files["curve"], "--total", "2000", "--peak", "1e-300",
-               "--warmup", "0", "--final", "0", "--knots", "8"], "no finite final loss")  # fmt: skip
+               "--warmup", "0", "--final", "0", "--knots", "8"],
+              "no finite final loss")  # fmt: skip
     one_error(["train", *TINY, "--steps", "2", "--set", "threads=100000"], "threads")
     dropped = tmp_path / "dropped.sqlite"
     RunStore(dropped).add_run("r1", {})

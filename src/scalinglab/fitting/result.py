@@ -264,6 +264,7 @@ class Fit:
                 f"not a scalinglab fit ({type(err).__name__}: {err})", source=source
             ) from None
         _check_params(fit, source)
+        _check_options(fit.options, source)
         return fit
 
     def save(self, path: str | Path) -> None:
@@ -300,6 +301,18 @@ class Fit:
         return (
             f"{search} search over {self.n_starts} starts: {run} run to the end "
             f"({self.n_starts_converged} converged), {self.n_starts_dropped} set aside"
+        )
+
+
+def _check_options(options: Mapping[str, Any], source: str) -> None:
+    """The saved options a loaded fit uses again: the seed of its prediction draws."""
+    seed = options.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(
+            "not a scalinglab fit: options.seed must be a whole number >= 0",
+            source=source,
+            column="options.seed",
+            value=seed,
         )
 
 

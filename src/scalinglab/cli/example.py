@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +37,8 @@ CURVE_FILES = {
     "wsdcon_18.csv": "wsdcon_18.csv",
 }
 
+LUO_WHAT = "Luo et al. 2025, 100M model"
+
 #: the files of the downstream example (Gadre et al. 2024's testbed, its largest models kept out)
 DOWNSTREAM_FILES = {
     "models.csv": "Gadre et al. 2024, 98 open_lm models: sizes, tokens, 8 validation losses",
@@ -50,13 +53,30 @@ def write_example(
 
     ``out`` names the compute example's one table instead (``.csv`` or ``.parquet``).
     """
-    import shutil
+    import gzip
     from importlib.resources import files
 
     from scalinglab import examples
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[dict[str, Any]] = []
+
+    def copy_shipped(
+        folder: str, shipped: Mapping[str, tuple[str, str]], licence: tuple[str, str]
+    ) -> None:
+        """Copy files of ``example_data/folder`` (ours → (theirs, what); ``.gz`` unpacked)."""
+        source = files("scalinglab") / "example_data" / folder
+        for ours, (theirs, what) in shipped.items():
+            content = (source / theirs).read_bytes()
+            if theirs.endswith(".gz"):
+                content = gzip.decompress(content)
+            path = out_dir / ours
+            path.write_bytes(content)
+            rows = content.count(b"\n") - 1
+            written.append({"file": str(path), "rows": rows, "what": what, "truth": None})
+        path = out_dir / licence[0]
+        path.write_bytes((source / "LICENSE").read_bytes())
+        written.append({"file": str(path), "rows": 0, "what": licence[1], "truth": None})
 
     def table(name: str | Path, frame: Any, what: str, truth: Any) -> None:
         path = out_dir / name
@@ -75,18 +95,13 @@ def write_example(
             examples.CHINCHILLA_TRUTH,
         )
     elif kind is ExampleKind.curves:
-        source = files("scalinglab") / "example_data" / "luo2025_100m"
-        for ours, theirs in CURVE_FILES.items():
-            path = out_dir / ours
-            with (source / theirs).open("rb") as src, path.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            rows = sum(1 for _ in path.open()) - 1
-            what = f"Luo et al. 2025, 100M model, schedule {theirs.removesuffix('.csv')}"
-            written.append({"file": str(path), "rows": rows, "what": what, "truth": None})
-        licence = out_dir / "LICENSE-luo2025.txt"
-        licence.write_text((source / "LICENSE").read_text(encoding="utf-8"), encoding="utf-8")
-        written.append(
-            {"file": str(licence), "rows": 0, "what": "MIT licence of the curves", "truth": None}
+        copy_shipped(
+            "luo2025_100m",
+            {
+                ours: (theirs, f"{LUO_WHAT}, schedule {theirs.removesuffix('.csv')}")
+                for ours, theirs in CURVE_FILES.items()
+            },
+            ("LICENSE-luo2025.txt", "MIT licence of the curves"),
         )
     elif kind is ExampleKind.transfer:
         table(
@@ -96,18 +111,10 @@ def write_example(
             examples.TRANSFER_SWEEP_TRUTH,
         )
     elif kind is ExampleKind.downstream:
-        import gzip
-
-        source = files("scalinglab") / "example_data" / "gadre2024_downstream"
-        for name, what in DOWNSTREAM_FILES.items():
-            path = out_dir / name
-            path.write_bytes(gzip.decompress((source / f"{name}.gz").read_bytes()))
-            rows = sum(1 for _ in path.open()) - 1
-            written.append({"file": str(path), "rows": rows, "what": what, "truth": None})
-        licence = out_dir / "LICENSE-gadre2024.txt"
-        licence.write_text((source / "LICENSE").read_text(encoding="utf-8"), encoding="utf-8")
-        written.append(
-            {"file": str(licence), "rows": 0, "what": "MIT licence of the models", "truth": None}
+        copy_shipped(
+            "gadre2024_downstream",
+            {name: (f"{name}.gz", what) for name, what in DOWNSTREAM_FILES.items()},
+            ("LICENSE-gadre2024.txt", "MIT licence of the models"),
         )
     else:
         families = 6

@@ -370,17 +370,20 @@ def _numbers(frame: pd.DataFrame, col: str, source: str) -> FloatArray:
     return values.to_numpy(dtype=float)
 
 
+def _user_columns(frame: pd.DataFrame) -> str:
+    """The table's own columns, for messages (without the row numbers we added)."""
+    return ", ".join(str(c) for c in frame.columns if c != "source_row")
+
+
 def _check_runs(frame: pd.DataFrame, loss: str, source: str) -> pd.DataFrame:
     if "run_id" not in frame.columns:
         raise InputError(
-            f"the runs need a 'run_id' column; the data have "
-            f"{', '.join(str(c) for c in frame.columns if c != 'source_row')}",
+            f"the runs need a 'run_id' column; the data have {_user_columns(frame)}",
             source=source,
         )
     if loss not in frame.columns:
         raise InputError(
-            f"no validation-loss column '{loss}'; the data have "
-            f"{', '.join(str(c) for c in frame.columns if c != 'source_row')}",
+            f"no validation-loss column '{loss}'; the data have {_user_columns(frame)}",
             source=source,
         )
     ids = frame["run_id"]
@@ -491,7 +494,7 @@ def _wide_errors(
         if absent:
             raise InputError(
                 f"no task column(s) {', '.join(map(repr, absent))}; the data have "
-                f"{', '.join(str(c) for c in frame.columns if c != 'source_row')}",
+                f"{_user_columns(frame)}",
                 source=source,
             )
     errors = {}

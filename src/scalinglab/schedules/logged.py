@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from scalinglab.errors import InputError, SpecError
-from scalinglab.schedules.areas import MAX_SCHEDULE_STEPS
+from scalinglab.schedules.areas import MAX_SCHEDULE_STEPS, check_schedule_steps
 from scalinglab.schedules.base import FloatArray, TabulatedSchedule, check_learning_rates
 
 LrConvention = Literal["auto", "before", "after"]
@@ -159,13 +159,7 @@ def read_logged_lr(
             f"total={total} ends before the last logged update ({int(updates[-1])})",
             source=source,
         )
-    if length > MAX_SCHEDULE_STEPS:
-        raise InputError(
-            f"a schedule of {length:,} steps is beyond the limit of {MAX_SCHEDULE_STEPS:,}",
-            source=source,
-            column="step",
-            value=int(at[-1]),
-        )
+    check_schedule_steps(length, "total" if total is not None else "the log's length")
     per_step = np.empty(length)
     notes: list[str] = []
     ramp = _fill_before(per_step, updates, values, tol, notes)

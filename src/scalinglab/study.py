@@ -223,14 +223,21 @@ def _compute_part(study: Study, law: str, bootstrap: int, seed: int) -> None:
         study.summary[-1] += f" ({len(result.diagnostics)} flag(s): see the report)"
     if study.plan is not None:
         for rec in study.plan.to_records():
-            ci = ""
-            if "params_lo" in rec:
-                ci = f" [{rec['params_lo']:.3g}, {rec['params_hi']:.3g}]"
+
+            def bounds(name: str, rec: dict[str, float] = rec) -> str:
+                lo, hi = rec.get(f"{name}_lo"), rec.get(f"{name}_hi")
+                return "" if lo is None or hi is None else f" [{lo:.3g}, {hi:.3g}]"
+
+            loss_name = "loss_new_run" if "loss_new_run_lo" in rec else "loss"
+            point = {"params": np.array([rec["params"]]), "tokens": np.array([rec["tokens"]])}
+            flags = sorted({d.code for d in result.forecast_diagnostics(point)})
             study.summary.append(
                 f"At {rec['flops']:.3g} FLOPs ({rec['flops'] / largest:.0f}× the largest run): "
-                f"N* = {rec['params']:.3g}{ci}, D* = {rec['tokens']:.3g} tokens "
-                f"({rec['tokens_per_param']:.1f} tokens/param), "
-                f"loss {rec['loss']:.3f} nats"
+                f"N* = {rec['params']:.3g}{bounds('params')}, D* = {rec['tokens']:.3g}"
+                f"{bounds('tokens')} tokens ({rec['tokens_per_param']:.1f} tokens/param), "
+                f"loss {rec['loss']:.3f}{bounds(loss_name)} nats"
+                + (" (a new run, 95% prediction interval)" if loss_name == "loss_new_run" else "")
+                + (f"; flags: {', '.join(flags)}" if flags else "")
             )
 
 
@@ -316,10 +323,13 @@ def _curve_part(study: Study) -> CurveStudy | None:
         )
     )
     rec = curve.choice.recommended
+    flags = sorted({d.code for d in fits[best].diagnostics})
     study.summary.append(
         f"Schedule choice at {ref.total} steps: {rec.name} is predicted "
         f"{curve.choice.gain_over(curve.choice.cosine, rec):.4f} nats below cosine and "
-        f"{curve.choice.gain_over(curve.choice.wsd20, rec):.4f} below WSD-20%"
+        f"{curve.choice.gain_over(curve.choice.wsd20, rec):.4f} below WSD-20%; gains under the "
+        f"law's forecast error ({100 * cv[best]:.2f}% ≈ {cv[best] * rec.final_loss:.3f} nats) "
+        "are not resolved" + (f"; flags: {', '.join(flags)}" if flags else "")
     )
     return curve
 
@@ -366,6 +376,8 @@ def _transfer_part(study: Study) -> TransferStudy:
             f"{100 * scores['are_translated']:.2f}% (fitting those runs alone: "
             f"{100 * scores['are_direct']:.2f}%)"
         )
+    if result.fit.diagnostics:
+        line += f" ({len(result.fit.diagnostics)} flag(s): see the report)"
     study.summary.append(line)
     return TransferStudy(result, translation, scores)
 

@@ -31,6 +31,14 @@ Measured:
 4. Per-task verdicts (predictable, near chance, non-monotone, too noisy) from the training
    split alone, and how the verdict held on the targets.
 5. Time of the point fits of every law on this data.
+6. The loss targets' noise floor, context and not a forecast: per validation set, the scatter
+   of a single run's loss around its own model size's curve. Each size of at most 0.411B
+   (six runs at M = 20 to 640 per corpus) gets the engine's ``tokens_only`` law
+   ``E + B/D^β`` fitted by least squares in log loss to all its runs, targets included; the
+   relative noise sd σ pools the residuals over sizes and corpora (n − 3 degrees of freedom
+   per size), and σ·√(2/π) is the mean absolute relative error that even a forecast knowing
+   every size's true curve would make on Gaussian noise of that size. M = 5 and 10 are left
+   out: their warmup takes a large share of the run (a quarter to all of it at 0.411B).
 
 Every setting is chosen inside the training split; the targets are only scored.
 Run: ``.venv/bin/python benchmarks/downstream.py``.
@@ -276,6 +284,21 @@ def loss_forecasts(corpus: str, loss: str, split: Split) -> dict[str, Any]:
     }
 
 
+def noise_floor(loss: str) -> dict[str, float]:
+    """Relative run-to-run scatter of ``loss`` around each model size's own curve."""
+    models = pd.read_csv(DATA / "models.csv")
+    rows = models[(models["params"] < 1e9) & (models["multiplier"] >= 20)]
+    squares, dof = 0.0, 0
+    for _, size in rows.groupby(["train_dataset", "params"]):
+        tokens = size["tokens"].to_numpy(float)
+        observed = size[loss].to_numpy(float)
+        fit = fit_law(get_law("tokens_only"), {"tokens": tokens}, observed, loss="squares")
+        squares += float(np.sum(np.log(observed / fit.predict({"tokens": tokens})) ** 2))
+        dof += observed.size - len(fit.law.parameters())
+    sigma = float(np.sqrt(squares / dof))
+    return {"relative_sd": sigma, "expected_are": sigma * float(np.sqrt(2 / np.pi)), "dof": dof}
+
+
 def error_forecasts(corpus: str, split: Split, targets: list[str] | None = None) -> dict[str, Any]:
     table = load(corpus, ERROR_LOSS)
     runs = table.runs
@@ -420,6 +443,7 @@ def main() -> int:
             "error_details": error_results,
         }
     times = fit_times()
+    floors = {name: noise_floor(name) for name in sets}
     result = {
         "data": "downstream/ (Gadre et al. 2024, 98 models)",
         "splits": {
@@ -430,6 +454,7 @@ def main() -> int:
         "bootstrap": BOOTSTRAP,
         "level": LEVEL,
         **splits,
+        "noise_floor": floors,
         "fit_times": times,
         "load_average": os.getloadavg(),
         "seconds_total": time.perf_counter() - start,
@@ -445,8 +470,10 @@ def main() -> int:
         f"26 targets (1.4B, M>=320) from <=0.411B, M<=160: loss ARE c4_val "
         f"{100 * c4['are']:.2f}% (peer {100 * c4['peer_same_runs']:.2f}% same runs / "
         f"{100 * c4['peer_paper_runs']:.2f}% paper runs; the law fitted on the targets too "
-        f"{100 * c4['in_sample_are']:.2f}%), all 8 sets {mean('are'):.2f}% "
-        f"(peer {mean('peer_same_runs'):.2f}% / {mean('peer_paper_runs'):.2f}%), "
+        f"{100 * c4['in_sample_are']:.2f}%; noise floor "
+        f"{100 * floors[ERROR_LOSS]['expected_are']:.2f}%), all 8 sets {mean('are'):.2f}% "
+        f"(peer {mean('peer_same_runs'):.2f}% / {mean('peer_paper_runs'):.2f}%; noise floor "
+        f"{100 * np.mean([f['expected_are'] for f in floors.values()]):.2f}%), "
         f"95% PI coverage {mean('coverage'):.0f}% (in-sample noise only "
         f"{mean('engine_coverage'):.0f}%); 17-task avg error ARE "
         f"{100 * avg['are']:.2f}% (peer {100 * avg['peer_same_runs']:.2f}% / "

@@ -21,13 +21,13 @@ demo: $(STAMP)
 	$(VENV)/bin/scalinglab study
 
 test: $(STAMP)
-	@scripts/ensure_chromium.sh
-	@scripts/ensure_postgresql.sh
+	@scripts/ensure_debian_package.sh chromium "the report's browser test" chromium
+	@scripts/ensure_debian_package.sh postgresql "the PostgreSQL run-store tests" pg_ctl '/usr/lib/postgresql/*/bin/pg_ctl'
 	$(PY) -m pytest -n 2 -q -m "not cluster"
 
 # the heavy ones: sweeps on submitit and Ray, 8 writers x 500 checkpoints on both stores
 test-cluster: $(STAMP)
-	@scripts/ensure_postgresql.sh
+	@scripts/ensure_debian_package.sh postgresql "the PostgreSQL run-store tests" pg_ctl '/usr/lib/postgresql/*/bin/pg_ctl'
 	$(PY) -m pytest -n 2 -q -m cluster
 
 # the fuzzer of tests/test_fuzz.py at 10,000 cases (make test runs a few hundred), at random;

@@ -19,6 +19,7 @@ from scalinglab.cli._common import (
     user_errors,
 )
 from scalinglab.cli.compute import parse_assignments
+from scalinglab.cli.data_options import JsonOpt
 from scalinglab.cli.main import app
 from scalinglab.data.schema import LOSS_UNITS, LossUnit
 from scalinglab.errors import InputError, SpecError
@@ -47,7 +48,6 @@ app.add_typer(backtest_app, name="backtest")
 DataArg = Annotated[
     Path, typer.Argument(help="CSV, Parquet, JSONL or run-store file of runs with checkpoints.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ColumnOpt = Annotated[
     list[str] | None, typer.Option(help="Map a column: THEIRS=ours (e.g. 'model_name=run_id').")
 ]

@@ -19,7 +19,7 @@ from scalinglab.cli._common import (
     progress_bar,
     user_errors,
 )
-from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, read_data
+from scalinglab.cli.data_options import ColumnOpt, JsonOpt, LossUnitOpt, read_data
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.laws import available_laws, get_law
@@ -109,7 +109,7 @@ def fit_command(
         ),
     ] = "fast",
     out: Annotated[Path | None, typer.Option(help="Write the fit as JSON here.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fit a compute scaling law to a table of runs (by default each run's last measurement)."""
     check_outputs(files={"--out": out})
@@ -226,7 +226,7 @@ def predict_command(
     tokens: Annotated[list[float] | None, typer.Option(help="Training tokens D.")] = None,
     flops: Annotated[list[float] | None, typer.Option(help="Training FLOPs C.")] = None,
     level: Annotated[float, typer.Option(help="Level of the intervals.")] = 0.95,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Forecast the loss of a new run from a saved fit, with its intervals and flags.
 
@@ -332,7 +332,7 @@ def predict_command(
 @app.command("laws")
 @user_errors
 def laws_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the laws scalinglab can fit, with their inputs and parameters."""
     rows = []

@@ -24,7 +24,7 @@ from scalinglab.cli._common import (
     user_errors,
 )
 from scalinglab.cli.compute import parse_assignments, parse_float, print_diagnostics, print_noise
-from scalinglab.cli.data_options import ColumnOpt, DatasetOpt, LossUnitOpt, column_map
+from scalinglab.cli.data_options import ColumnOpt, DatasetOpt, JsonOpt, LossUnitOpt, column_map
 from scalinglab.cli.data_options import loss_unit as checked_loss_unit
 from scalinglab.cli.main import app
 from scalinglab.errors import InputError, SpecError
@@ -129,7 +129,6 @@ OldParamsOpt = Annotated[list[str] | None, renamed_option("--params", "--run-par
 PlotOpt = Annotated[
     Path | None, typer.Option(help="Write a plot of observed and predicted curves here.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def load_curves(

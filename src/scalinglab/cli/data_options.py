@@ -31,6 +31,14 @@ DatasetOpt = Annotated[
 LossUnitOpt = Annotated[
     str, typer.Option(help="Unit of the data's losses: nats, bits or perplexity.")
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run store: .sqlite file or postgresql://user@host/db URL "
+        "(default: $SCALINGLAB_STORE, else <out-dir>/runs.sqlite)."
+    ),
+]
 
 
 def loss_unit(value: str) -> LossUnit:

@@ -25,6 +25,7 @@ from scalinglab.cli._common import (
     user_errors,
 )
 from scalinglab.cli.compute import parse_assignments, parse_float
+from scalinglab.cli.data_options import JsonOpt
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.evaluation.downstream import FORMS, DownstreamFit, fit_downstream
@@ -93,7 +94,6 @@ MinMultOpt = Annotated[
     ),
 ]
 BootstrapOpt = Annotated[int, typer.Option(help="Run-resampled refits for intervals.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _table(

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
+from scalinglab.cli.data_options import JsonOpt
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 
@@ -155,7 +156,7 @@ def example_command(
     ] = None,
     noise: Annotated[float, typer.Option(help="Lognormal noise on generated losses.")] = 0.01,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write example data with a known truth, for trying every command."""
     if noise < 0:

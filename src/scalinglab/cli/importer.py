@@ -17,6 +17,7 @@ from scalinglab.cli._common import (
     user_errors,
 )
 from scalinglab.cli.compute import parse_assignments
+from scalinglab.cli.data_options import JsonOpt
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 
@@ -98,7 +99,7 @@ def import_command(
         list[str] | None, typer.Option(help="MLflow experiment to read (repeatable; all).")
     ] = None,
     family: Annotated[str | None, typer.Option(help="Family of every imported run.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Import training runs from the tools that logged them into a run store."""
     from scalinglab.data import import_runs, store_runs

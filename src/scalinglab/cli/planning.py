@@ -9,7 +9,7 @@ import typer
 
 from scalinglab.cli._common import console, fmt, note, print_json, print_table, user_errors
 from scalinglab.cli.compute import load_table
-from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt
+from scalinglab.cli.data_options import ColumnOpt, JsonOpt, LossUnitOpt
 from scalinglab.cli.main import app
 from scalinglab.errors import SpecError
 from scalinglab.fitting import Fit
@@ -45,7 +45,7 @@ def plan_command(
     inference_flops_per_token_param: Annotated[
         float, typer.Option(help="FLOPs per parameter per served token (2: a forward pass).")
     ] = 2.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Compute-optimal model size, tokens, tokens per parameter and loss at each budget.
 
@@ -127,7 +127,7 @@ def isoflop_command(
     level: Annotated[float, typer.Option(help="Confidence level of the exponents.")] = 0.95,
     column: ColumnOpt = None,
     loss_unit: LossUnitOpt = "nats",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """IsoFLOP analysis (Chinchilla approach 2): a parabola per budget, power laws in C."""
     result = isoflop_analysis(
@@ -179,7 +179,7 @@ def params_command(
     bias: Annotated[
         bool, typer.Option("--bias/--no-bias", help="Biases in linear layers and LayerNorm.")
     ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Total, embedding and non-embedding parameters, and training FLOPs per token."""
     shape = ModelShape(

@@ -9,6 +9,7 @@ import typer
 from rich.text import Text
 
 from scalinglab.cli._common import check_outputs, console, print_json, print_table, user_errors
+from scalinglab.cli.data_options import JsonOpt
 from scalinglab.cli.main import app
 from scalinglab.data import RunStore
 from scalinglab.data.store import STORE_ENV, default_store
@@ -30,7 +31,6 @@ StoreArg = Annotated[
 NamedStoreArg = Annotated[
     str, typer.Argument(help="The run store: a .sqlite file or a postgresql://user@host/db URL.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 _LIST_COLUMNS = ["run_id", "family", "status", "n_observations", "last_step", "last_tokens"]
 
 

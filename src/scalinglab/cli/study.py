@@ -17,14 +17,19 @@ from scalinglab.cli._common import (
     renamed_option,
     user_errors,
 )
-from scalinglab.cli.data_options import ColumnOpt, LossUnitOpt, column_map, loss_unit
+from scalinglab.cli.data_options import (
+    ColumnOpt,
+    JsonOpt,
+    LossUnitOpt,
+    StoreOpt,
+    column_map,
+    loss_unit,
+)
 from scalinglab.cli.main import app
 from scalinglab.data.loaders import masked_url, store_url
 from scalinglab.data.store import default_store
 from scalinglab.errors import SpecError
 from scalinglab.study import STUDY_PRESETS, Study, analyse, load, run_study
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _analyse_and_write(
@@ -72,13 +77,7 @@ def study_command(
     out: Annotated[Path | None, renamed_option("--out", "--out-dir")] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates for the CIs.")] = 200,
     workers: Annotated[int | None, typer.Option(help="Training worker processes.")] = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="Run store: .sqlite file or postgresql://user@host/db URL "
-            "(default: $SCALINGLAB_STORE, else <out-dir>/runs.sqlite)."
-        ),
-    ] = None,
+    store: StoreOpt = None,
     executor: Annotated[
         str | None, typer.Option(help="Where the runs train: local (default), slurm or ray.")
     ] = None,

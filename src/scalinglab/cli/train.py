@@ -24,6 +24,7 @@ from scalinglab.cli._common import (
     user_errors,
 )
 from scalinglab.cli.compute import parse_assignments
+from scalinglab.cli.data_options import StoreOpt
 from scalinglab.cli.main import app
 from scalinglab.data.loaders import store_url
 from scalinglab.data.store import default_store
@@ -181,13 +182,7 @@ def train_command(
 def sweep_command(
     spec: Annotated[Path | None, typer.Argument(help="Sweep spec (TOML); or use --preset.")] = None,
     preset: Annotated[str | None, typer.Option(help="Built-in sweep, e.g. cpu-tiny.")] = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="Run store: .sqlite file or postgresql://user@host/db URL "
-            "(default: $SCALINGLAB_STORE, else <out-dir>/runs.sqlite)."
-        ),
-    ] = None,
+    store: StoreOpt = None,
     out_dir: Annotated[
         Path | None, typer.Option(help="Checkpoint folders (default runs/<sweep name>).")
     ] = None,

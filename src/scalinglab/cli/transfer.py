@@ -18,7 +18,7 @@ from scalinglab.cli._common import (
     print_table,
     user_errors,
 )
-from scalinglab.cli.data_options import LossUnitOpt, read_data
+from scalinglab.cli.data_options import JsonOpt, LossUnitOpt, read_data
 from scalinglab.cli.main import app
 from scalinglab.evaluation.transfer import (
     DEFAULT_IRREDUCIBLE,
@@ -47,7 +47,6 @@ app.add_typer(transfer_app, name="transfer")
 DataArg = Annotated[
     Path, typer.Argument(help="CSV, Parquet, JSONL or run-store (.sqlite) file of runs.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ColumnOpt = Annotated[
     list[str] | None,
     typer.Option(help="Map a column: THEIRS=ours (e.g. 'data=family', 'val_loss=train')."),

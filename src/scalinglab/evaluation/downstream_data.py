@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -358,16 +358,25 @@ def _numbers(frame: pd.DataFrame, col: str, source: str) -> FloatArray:
     """A column as floats; text is an error naming its row."""
     values = pd.to_numeric(frame[col], errors="coerce")
     text = values.isna() & frame[col].notna()
-    if text.any():
-        i = int(np.flatnonzero(text.to_numpy())[0])
+    _reject_first(text, frame, "not a number", source, col, frame[col].to_numpy())
+    return values.to_numpy(dtype=float)
+
+
+def _reject_first(
+    bad: Any, frame: pd.DataFrame, message: str, source: str, column: str, values: Any = None
+) -> None:
+    """Raise ``message`` at the first row flagged in ``bad``, if any: its source row,
+    ``column`` and, when ``values`` (one per row) are given, the value there."""
+    flagged = np.flatnonzero(np.asarray(bad, dtype=bool))
+    if flagged.size:
+        i = int(flagged[0])
         raise InputError(
-            "not a number",
+            message,
             source=source,
             row=int(frame["source_row"].iloc[i]),
-            column=col,
-            value=frame[col].iloc[i],
+            column=column,
+            value=None if values is None else values[i],
         )
-    return values.to_numpy(dtype=float)
 
 
 def _user_columns(frame: pd.DataFrame) -> str:
@@ -388,22 +397,16 @@ def _check_runs(frame: pd.DataFrame, loss: str, source: str) -> pd.DataFrame:
         )
     ids = frame["run_id"]
     blank = ids.isna() | (ids.astype(str).str.strip() == "")
-    if blank.any():
-        i = int(np.flatnonzero(blank.to_numpy())[0])
-        raise InputError(
-            "empty run_id", source=source, row=int(frame["source_row"].iloc[i]), column="run_id"
-        )
+    _reject_first(blank, frame, "empty run_id", source, "run_id")
     frame = frame.assign(run_id=ids.astype(str))
-    dup = frame["run_id"].duplicated()
-    if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise InputError(
-            "run_id repeated in a table of runs (one row per run)",
-            source=source,
-            row=int(frame["source_row"].iloc[i]),
-            column="run_id",
-            value=frame["run_id"].iloc[i],
-        )
+    _reject_first(
+        frame["run_id"].duplicated(),
+        frame,
+        "run_id repeated in a table of runs (one row per run)",
+        source,
+        "run_id",
+        frame["run_id"].to_numpy(),
+    )
     out = pd.DataFrame(index=pd.Index(frame["run_id"], name="run_id"))
     out["source_row"] = frame["source_row"].to_numpy()
     loss_values = _numbers(frame, loss, source)
@@ -452,15 +455,7 @@ def _require_positive(
     good = (values > 0) & np.isfinite(values)
     if allow_empty:
         good |= np.isnan(values)
-    if not np.all(good):
-        i = int(np.flatnonzero(~good)[0])
-        raise InputError(
-            "must be positive and finite",
-            source=source,
-            row=int(frame["source_row"].iloc[i]),
-            column=col,
-            value=float(values[i]),
-        )
+    _reject_first(~good, frame, "must be positive and finite", source, col, values)
 
 
 def _as_error(values: FloatArray, metric: Metric) -> FloatArray:
@@ -471,15 +466,7 @@ def _check_unit_interval(
     values: FloatArray, frame: pd.DataFrame, col: str, source: str, metric: Metric
 ) -> None:
     bad = ~np.isnan(values) & ~((values >= 0.0) & (values <= 1.0))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"{metric} must be a fraction in [0, 1]",
-            source=source,
-            row=int(frame["source_row"].iloc[i]),
-            column=col,
-            value=float(values[i]),
-        )
+    _reject_first(bad, frame, f"{metric} must be a fraction in [0, 1]", source, col, values)
 
 
 def _wide_errors(
@@ -533,25 +520,20 @@ def _long_errors(
         raise InputError("a long table needs a 'run_id' column", source=source)
     task = frame["task"]
     blank = task.isna() | (task.astype(str).str.strip() == "")
-    if blank.any():
-        i = int(np.flatnonzero(blank.to_numpy())[0])
-        raise InputError(
-            "empty task name", source=source, row=int(frame["source_row"].iloc[i]), column="task"
-        )
+    _reject_first(blank, frame, "empty task name", source, "task")
     frame = frame.assign(task=task.astype(str), run_id=frame["run_id"].astype(str))
     groups: dict[str, tuple[str, ...]] = {}
     for col in frame.columns:
         if isinstance(col, str) and col.startswith(GROUP_PREFIX) and len(col) > len(GROUP_PREFIX):
             flags = frame[col].map(_flag)
-            if flags.isna().any():
-                i = int(np.flatnonzero(flags.isna().to_numpy())[0])
-                raise InputError(
-                    "a group flag must be true or false",
-                    source=source,
-                    row=int(frame["source_row"].iloc[i]),
-                    column=col,
-                    value=frame[col].iloc[i],
-                )
+            _reject_first(
+                flags.isna(),
+                frame,
+                "a group flag must be true or false",
+                source,
+                col,
+                frame[col].to_numpy(),
+            )
             members = frame.loc[flags.astype(bool), "task"]
             if not members.empty:
                 groups[col[len(GROUP_PREFIX) :]] = tuple(dict.fromkeys(members))
@@ -575,12 +557,7 @@ def _long_errors(
                     f"{len(group_tasks)}"
                 )
     values = _numbers(frame, "value", source)
-    missing = np.isnan(values)
-    if missing.any():
-        i = int(np.flatnonzero(missing)[0])
-        raise InputError(
-            "missing value", source=source, row=int(frame["source_row"].iloc[i]), column="value"
-        )
+    _reject_first(np.isnan(values), frame, "missing value", source, "value")
     _check_unit_interval(values, frame, "value", source, metric)
     frame = frame.assign(error=_as_error(values, metric))
     dup = frame.duplicated(["run_id", "task"], keep=False)

@@ -42,7 +42,7 @@ from scalinglab.fitting.result import PREDICTION_DRAWS, IntervalKind
 from scalinglab.laws import get_law
 from scalinglab.laws.base import FloatArray
 from scalinglab.laws.downstream import LOSS_FEATURE
-from scalinglab.laws.overtraining import MULTIPLIER
+from scalinglab.laws.overtraining import MULTIPLIER, overtraining_features
 from scalinglab.user_input import read_json
 
 if TYPE_CHECKING:
@@ -557,7 +557,7 @@ def choose_loss_settings(
 
 def _loss_are(table: DownstreamTable, law: str, train: np.ndarray, test: np.ndarray) -> float:
     runs = table.runs
-    x = {"flops": runs["flops"].to_numpy(float), MULTIPLIER: runs[MULTIPLIER].to_numpy(float)}
+    x = overtraining_features(runs)
     y = runs["loss"].to_numpy(float)
     fit = fit_law(get_law(law), {k: v[train] for k, v in x.items()}, y[train])
     predicted = fit.predict({k: v[test] for k, v in x.items()})
@@ -587,10 +587,7 @@ def _fit_loss_law(
     keep = np.ones(len(runs), dtype=bool)
     if min_multiplier is not None:
         keep = runs["multiplier"].to_numpy(float) >= min_multiplier
-    x = {
-        "flops": runs["flops"].to_numpy(float)[keep],
-        MULTIPLIER: runs["multiplier"].to_numpy(float)[keep],
-    }
+    x = {k: v[keep] for k, v in overtraining_features(runs).items()}
     y = runs["loss"].to_numpy(float)[keep]
     if keep.sum() < 5:
         raise FitError(

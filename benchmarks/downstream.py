@@ -46,6 +46,7 @@ Run: ``.venv/bin/python benchmarks/downstream.py``.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -70,6 +71,7 @@ from scalinglab.evaluation.downstream_backtest import backtest_downstream
 from scalinglab.evaluation.downstream_data import DownstreamTable, load_downstream
 from scalinglab.fitting import fit_law
 from scalinglab.laws import get_law
+from scalinglab.laws.overtraining import overtraining_features
 
 DATA = ROOT.parent / "shared" / "data" / "downstream"
 CORPORA = ("c4", "rpj", "rw")
@@ -180,12 +182,15 @@ def paper_runs(runs: pd.DataFrame, split: Split) -> np.ndarray:
     return pick.to_numpy() & fitted
 
 
+@functools.cache
 def peer_forecasts(
-    table: DownstreamTable, split: Split, target_ids: list[str]
+    corpus: str, loss: str, split: Split
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The peer's two steps on both choices of runs: name → (loss, 17-task error) forecasts."""
+    """The peer's two steps on both choices of runs: name → (loss, 17-task error) forecasts
+    of the split's targets (the C4-eval fits serve both the loss and the error measurement)."""
+    table = load(corpus, loss)
     runs = table.runs
-    held = runs.loc[target_ids]
+    held = runs[split.target(runs)]
     out = {}
     for name, pick in (("same_runs", split.train(runs)), ("paper_runs", paper_runs(runs, split))):
         rows = runs[pick]
@@ -227,36 +232,23 @@ def loss_forecasts(corpus: str, loss: str, split: Split) -> dict[str, Any]:
         bootstrap=BOOTSTRAP,
     )
     held = runs.loc[target_ids]
-    samples = fit.predict_loss_samples(
-        held["flops"].to_numpy(float), held["multiplier"].to_numpy(float), "prediction", seed=1
-    )
+    x_held = overtraining_features(held)
+    samples = fit.predict_loss_samples(x_held["flops"], x_held["multiplier"], "prediction", seed=1)
     assert fit.loss_fit is not None
-    predicted = fit.loss_fit.predict(
-        {"flops": held["flops"].to_numpy(float), "multiplier": held["multiplier"].to_numpy(float)}
-    )
+    predicted = fit.loss_fit.predict(x_held)
     tail = 50 * (1 - LEVEL)
     low, high = np.percentile(samples, tail, axis=0), np.percentile(samples, 100 - tail, axis=0)
     # the engine's own prediction interval (in-sample run-to-run noise only), for comparison
-    engine_low, engine_high = fit.loss_fit.predict_interval(
-        {"flops": held["flops"].to_numpy(float), "multiplier": held["multiplier"].to_numpy(float)},
-        LEVEL,
-        kind="prediction",
-    )
+    engine_low, engine_high = fit.loss_fit.predict_interval(x_held, LEVEL, kind="prediction")
     observed = held["loss"].to_numpy(float)
     # context, not a forecast: the same law fitted on training runs and targets together
     both = runs.loc[train_ids + target_ids]
     both = both[both["multiplier"] >= (min_m or 0.0)]
-    x_both = {
-        "flops": both["flops"].to_numpy(float),
-        "multiplier": both["multiplier"].to_numpy(float),
-    }
-    in_sample = fit_law(get_law(law), x_both, both["loss"].to_numpy(float))
-    floor = in_sample.predict(
-        {"flops": held["flops"].to_numpy(float), "multiplier": held["multiplier"].to_numpy(float)}
-    )
+    in_sample = fit_law(get_law(law), overtraining_features(both), both["loss"].to_numpy(float))
+    floor = in_sample.predict(x_held)
     peer = {
         name: are(loss_hat, observed)
-        for name, (loss_hat, _) in peer_forecasts(table, split, target_ids).items()
+        for name, (loss_hat, _) in peer_forecasts(corpus, loss, split).items()
     }
     return {
         "corpus": corpus,
@@ -284,9 +276,8 @@ def loss_forecasts(corpus: str, loss: str, split: Split) -> dict[str, Any]:
     }
 
 
-def noise_floor(loss: str) -> dict[str, float]:
+def noise_floor(models: pd.DataFrame, loss: str) -> dict[str, float]:
     """Relative run-to-run scatter of ``loss`` around each model size's own curve."""
-    models = pd.read_csv(DATA / "models.csv")
     rows = models[(models["params"] < 1e9) & (models["multiplier"] >= 20)]
     squares, dof = 0.0, 0
     for _, size in rows.groupby(["train_dataset", "params"]):
@@ -331,7 +322,7 @@ def error_forecasts(corpus: str, split: Split, targets: list[str] | None = None)
     observed = table.error(AVERAGE).loc[target_ids].to_numpy(float)
     peer = {
         name: are(error_hat, observed)
-        for name, (_, error_hat) in peer_forecasts(table, split, target_ids).items()
+        for name, (_, error_hat) in peer_forecasts(corpus, ERROR_LOSS, split).items()
     }
     return {
         "corpus": corpus,
@@ -350,21 +341,17 @@ def error_forecasts(corpus: str, split: Split, targets: list[str] | None = None)
     }
 
 
-def fit_times() -> dict[str, float]:
+def fit_times(models: pd.DataFrame) -> dict[str, float]:
     """Point fits of every law on the training split: loss laws on 8 sets x 3 corpora, the
     three downstream forms on the 17-task average and on all 46 tasks x 3 corpora."""
     times = {name: 0.0 for name in (*LOSS_LAWS, *FORMS.values())}
     times_tasks = {name: 0.0 for name in FORMS.values()}
-    models = pd.read_csv(DATA / "models.csv")
     sets = [c for c in models.columns if c.startswith("loss_")]
     for corpus in CORPORA:
         table = load(corpus, ERROR_LOSS)
         runs = table.runs[PRIMARY.train(table.runs)]
         rows = models.set_index("run_id").loc[runs.index]
-        x_loss = {
-            "flops": runs["flops"].to_numpy(float),
-            "multiplier": runs["multiplier"].to_numpy(float),
-        }
+        x_loss = overtraining_features(runs)
         for law in LOSS_LAWS:
             for s in sets:
                 t0 = time.perf_counter()
@@ -429,7 +416,8 @@ def main() -> int:
         print(f"reference data not found at {DATA}; nothing measured")
         return 0
     start = time.perf_counter()
-    sets = [c for c in pd.read_csv(DATA / "models.csv", nrows=0).columns if c.startswith("loss_")]
+    models = pd.read_csv(DATA / "models.csv")
+    sets = [c for c in models.columns if c.startswith("loss_")]
     splits: dict[str, Any] = {}
     for split in (PRIMARY, ALL_M):
         loss_results = [loss_forecasts(c, s, split) for s in sets for c in CORPORA]
@@ -442,8 +430,8 @@ def main() -> int:
             "loss_details": loss_results,
             "error_details": error_results,
         }
-    times = fit_times()
-    floors = {name: noise_floor(name) for name in sets}
+    times = fit_times(models)
+    floors = {name: noise_floor(models, name) for name in sets}
     result = {
         "data": "downstream/ (Gadre et al. 2024, 98 models)",
         "splits": {
